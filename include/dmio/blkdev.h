@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * <dmio/blkdev.h> - the devices that regions name: regular files and Linux
+ * block devices, opened once and shared by any number of requests.
+ */
+#ifndef DMIO_BLKDEV_H
+#define DMIO_BLKDEV_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifndef DMIO_SECTOR_T_DEFINED
+#define DMIO_SECTOR_T_DEFINED
+typedef uint64_t sector_t; /* 512-byte sectors, always */
+#define SECTOR_SHIFT 9
+#endif
+
+#define DM_BDEV_RDONLY	 (1u << 0) /* open read-only; writes fail with -EROFS */
+#define DM_BDEV_DIRECT	 (1u << 1) /* O_DIRECT; the default for block devices */
+#define DM_BDEV_BUFFERED (1u << 2) /* the page cache; the default for files */
+
+struct block_device; /* opaque */
+
+/*
+ * dm_bdev_open - open a device for use in regions.
+ * @spec:  path to a regular file or a block device.
+ * @flags: DM_BDEV_* (DIRECT and BUFFERED together are refused).
+ *
+ * The size, logical block size and maximum transfer are read once, here:
+ * a file is a device of the size it had when opened.  Returns the device,
+ * or NULL with errno set: ENOENT (missing), EISDIR (a directory), ENODEV (a
+ * character device, FIFO or socket), EINVAL (bad flags), EACCES/EROFS
+ * (permissions), or what open(2) said.
+ */
+struct block_device *dm_bdev_open(const char *spec, unsigned int flags);
+
+/*
+ * dm_bdev_close - close a device opened by dm_bdev_open().
+ * Returns 0, -EBUSY (I/O to it is still in flight: nothing is closed), or
+ * the negative errno of close(2).  NULL is ignored (returns 0).
+ */
+int dm_bdev_close(struct block_device *bdev);
+
+/* dm_bdev_nr_sectors - the device's size in 512-byte sectors. */
+sector_t dm_bdev_nr_sectors(const struct block_device *bdev);
+
+/*
+ * dm_bdev_logical_block_size - the smallest unit the device accepts, in
+ * bytes (512 or 4096 for most block devices, 512 for buffered files).
+ * With O_DIRECT, regions must start and end on this boundary.
+ */
+unsigned dm_bdev_logical_block_size(const struct block_device *bdev);
+
+/* dm_bdev_name - the spec the device was opened with. */
+const char *dm_bdev_name(const struct block_device *bdev);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DMIO_BLKDEV_H */

@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Devices: regular files and block devices, probed once at open so that
+ * the engine plans every request from cached facts, without system calls.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "dmio-internal.h"
+
+#define DM_FILE_MAX_BYTES   (1u << 20)
+#define DM_BDEV_KNOWN_FLAGS (DM_BDEV_RDONLY | DM_BDEV_DIRECT | DM_BDEV_BUFFERED)
+
+static unsigned long read_sysfs_ulong(dev_t rdev, const char *attr)
+{
+	char path[128], buf[32];
+	unsigned long val = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/queue/%s",
+		 major(rdev), minor(rdev), attr);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	if (fgets(buf, sizeof(buf), f))
+		val = strtoul(buf, NULL, 10);
+	fclose(f);
+	return val;
+}
+
+/* O_DIRECT alignment as the kernel reports it; 0s when it cannot say. */
+static void dio_align(int fd, unsigned int *mem, unsigned int *offset)
+{
+	struct statx stx;
+
+	*mem = *offset = 0;
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
+	    (stx.stx_mask & STATX_DIOALIGN)) {
+		*mem = stx.stx_dio_mem_align;
+		*offset = stx.stx_dio_offset_align;
+	}
+}
+
+static int probe_blk(struct block_device *bdev, dev_t rdev)
+{
+	unsigned long kb;
+	uint64_t size;
+	int lbs;
+
+	if (ioctl(bdev->fd, BLKGETSIZE64, &size) < 0 ||
+	    ioctl(bdev->fd, BLKSSZGET, &lbs) < 0)
+		return -errno;
+	bdev->size = size;
+	bdev->lbs = lbs > 0 ? (unsigned int)lbs : 512;
+	kb = read_sysfs_ulong(rdev, "max_sectors_kb");
+	bdev->max_bytes = kb ? (uint32_t)(kb > 4096 ? 4096 : kb) << 10
+			     : DM_FILE_MAX_BYTES;
+	return 0;
+}
+
+DMIO_EXPORT struct block_device *dm_bdev_open(const char *spec,
+					      unsigned int flags)
+{
+	struct block_device *bdev;
+	struct stat st;
+	int oflags, err;
+	size_t len;
+
+	if (!spec || (flags & ~DM_BDEV_KNOWN_FLAGS) ||
+	    (flags & DM_BDEV_DIRECT && flags & DM_BDEV_BUFFERED)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	/* Refuse what is not a device before open(2), which would block on a
+	 * FIFO; fstat below closes the race. */
+	if (stat(spec, &st) < 0)
+		return NULL;
+	if (S_ISDIR(st.st_mode)) {
+		errno = EISDIR;
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		errno = ENODEV;
+		return NULL;
+	}
+
+	len = strlen(spec);
+	bdev = calloc(1, sizeof(*bdev) + len + 1);
+	if (!bdev)
+		return NULL;
+	memcpy(bdev->name, spec, len + 1);
+	bdev->fd = -1;
+	bdev->flags = flags;
+	bdev->is_blk = S_ISBLK(st.st_mode);
+	bdev->direct = flags & DM_BDEV_DIRECT ||
+		       (bdev->is_blk && !(flags & DM_BDEV_BUFFERED));
+
+	oflags = O_CLOEXEC | (flags & DM_BDEV_RDONLY ? O_RDONLY : O_RDWR);
+	if (bdev->direct)
+		oflags |= O_DIRECT;
+	bdev->fd = open(spec, oflags);
+	if (bdev->fd < 0 || fstat(bdev->fd, &st) < 0)
+		goto fail;
+	if (S_ISBLK(st.st_mode) != bdev->is_blk || S_ISDIR(st.st_mode)) {
+		errno = ENODEV;
+		goto fail;
+	}
+
+	if (bdev->is_blk) {
+		err = probe_blk(bdev, st.st_rdev);
+		if (err) {
+			errno = -err;
+			goto fail;
+		}
+	} else {
+		bdev->size = (uint64_t)st.st_size;
+		bdev->lbs = 512;
+		bdev->max_bytes = DM_FILE_MAX_BYTES;
+	}
+
+	bdev->mem_align = 1;
+	if (bdev->direct) {
+		unsigned int mem, off;
+
+		dio_align(bdev->fd, &mem, &off);
+		if (off > bdev->lbs)
+			bdev->lbs = off;
+		/* Unknown memory alignment: ask for the block size, which
+		 * every kernel accepts. */
+		bdev->mem_align = mem ? mem : bdev->lbs;
+	}
+	/* Submissions stay whole blocks and whole pages. */
+	bdev->max_bytes &= ~(uint32_t)(DM_PAGE_SIZE - 1);
+	bdev->max_bytes &= ~(uint32_t)(bdev->lbs - 1);
+	if (bdev->max_bytes < bdev->lbs || bdev->max_bytes < DM_PAGE_SIZE)
+		bdev->max_bytes =
+			bdev->lbs > DM_PAGE_SIZE ? bdev->lbs : DM_PAGE_SIZE;
+	atomic_init(&bdev->inflight, 0);
+	return bdev;
+
+fail:
+	err = errno;
+	if (bdev->fd >= 0)
+		close(bdev->fd);
+	free(bdev);
+	errno = err;
+	return NULL;
+}
+
+DMIO_EXPORT int dm_bdev_close(struct block_device *bdev)
+{
+	int ret = 0;
+
+	if (!bdev)
+		return 0;
+	if (atomic_load(&bdev->inflight))
+		return -EBUSY;
+	if (close(bdev->fd) < 0 && errno != EINTR)
+		ret = -errno;
+	free(bdev);
+	return ret;
+}
+
+DMIO_EXPORT sector_t dm_bdev_nr_sectors(const struct block_device *bdev)
+{
+	return bdev ? bdev->size >> SECTOR_SHIFT : 0;
+}
+
+DMIO_EXPORT unsigned dm_bdev_logical_block_size(const struct block_device *bdev)
+{
+	return bdev ? bdev->lbs : 0;
+}
+
+DMIO_EXPORT const char *dm_bdev_name(const struct block_device *bdev)
+{
+	return bdev ? bdev->name : NULL;
+}

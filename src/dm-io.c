@@ -1,0 +1,613 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The engine.  A request flows down this file as in the kernel's dm-io.c:
+ * check the arguments, plan each region, cut the buffer into pieces that
+ * every region with the same device limits shares, allocate the request in
+ * one block, submit its chunks, count completions, OR the error bits and
+ * notify.  Backends only see chunks.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdalign.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "dmio-internal.h"
+
+/* Largest bounce buffer per piece: big enough to amortise the syscall,
+ * small enough to come from a modest reservation. */
+#define BOUNCE_MAX (256u << 10)
+/* EAGAIN/EINTR resubmissions without progress before we call it an error. */
+#define MAX_RETRIES 64
+
+_Thread_local struct dm_io_client *dm_current_cb_client;
+
+/* ---- waking synchronous callers ------------------------------------------ */
+
+static void sync_wait(struct dm_sync_wait *w)
+{
+	while (!atomic_load_explicit(&w->done, memory_order_acquire))
+		syscall(SYS_futex, &w->done, FUTEX_WAIT_PRIVATE, 0, NULL, NULL,
+			0);
+}
+
+static void sync_wake(struct dm_sync_wait *w, unsigned long bits)
+{
+	w->bits = bits;
+	atomic_store_explicit(&w->done, 1, memory_order_release);
+	/* The waiter may already have returned: waking a stale address is
+	 * harmless, a futex is only an address. */
+	syscall(SYS_futex, &w->done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* ---- completion -------------------------------------------------------------
+ */
+
+static void client_request_done(struct dm_io_client *client)
+{
+	if (atomic_fetch_sub_explicit(&client->nr_requests, 1,
+				      memory_order_acq_rel) == 1) {
+		pthread_mutex_lock(&client->lock);
+		pthread_cond_broadcast(&client->drained);
+		pthread_mutex_unlock(&client->lock);
+	}
+}
+
+static void free_io(struct dm_io *io)
+{
+	struct dm_pool *pool = &io->client->pool;
+	unsigned int i;
+
+	for (i = 0; i < io->nr_pieces; i++)
+		dm_pool_free(pool, io->pieces[i].bounce, io->pieces[i].len);
+	dm_pool_free(pool, io, io->alloc_size);
+}
+
+/* The last chunk is done: report, free, then notify, so that the callback
+ * may reuse everything (the request's memory is already back). */
+static void io_end(struct dm_io *io)
+{
+	struct dm_io_client *client = io->client;
+	unsigned long bits = atomic_load(&io->error_bits);
+	struct dm_sync_wait *waiter = io->waiter;
+	io_notify_fn fn = io->fn;
+	void *context = io->context;
+	unsigned int i;
+
+	if (io->out_errors)
+		for (i = 0; i < io->nr_regions; i++)
+			io->out_errors[i] = atomic_load(&io->errs[i]);
+	free_io(io);
+	if (waiter) {
+		client_request_done(client);
+		sync_wake(waiter, bits);
+		return;
+	}
+	fn(bits, context);
+	client_request_done(client);
+}
+
+static void region_fail(struct dm_io *io, unsigned int region, int err)
+{
+	int none = 0;
+
+	atomic_fetch_or(&io->error_bits, 1UL << region);
+	atomic_compare_exchange_strong(&io->errs[region], &none, err);
+}
+
+/* Copy @src (or zeroes when NULL) into bytes [from, to) of a piece's
+ * memory. */
+static void piece_fill(const struct dm_piece *p, size_t from, size_t to,
+		       const char *src)
+{
+	size_t pos = 0;
+	unsigned int i;
+
+	for (i = 0; i < p->niov && pos < to; i++) {
+		size_t len = p->iov[i].iov_len, a, b;
+
+		a = from > pos ? from - pos : 0;
+		b = to - pos < len ? to - pos : len;
+		if (a < b) {
+			char *dst = (char *)p->iov[i].iov_base + a;
+
+			if (src)
+				memcpy(dst, src + pos + a - from, b - a);
+			else
+				memset(dst, 0, b - a);
+		}
+		pos += len;
+	}
+}
+
+static void chunk_end(struct dm_chunk *c, int err)
+{
+	struct dm_io *io = c->io;
+	const struct dm_piece *p = c->piece;
+
+	if (c->op == DM_CHUNK_READ) {
+		if (p->bounce)
+			piece_fill(p, 0, c->done, p->bounce);
+		/* A failed read leaves zeroes, never stale bytes. */
+		if (err)
+			piece_fill(p, c->done, p->len, NULL);
+	}
+	if (err)
+		region_fail(io, c->region, err);
+	if (c->bdev)
+		atomic_fetch_sub_explicit(&c->bdev->inflight, 1,
+					  memory_order_release);
+	if (atomic_fetch_sub_explicit(&io->pending, 1, memory_order_acq_rel) ==
+	    1)
+		io_end(io);
+}
+
+/*
+ * A backend reports @res (bytes or -errno) for a chunk.  Returns true when
+ * the chunk must be submitted again for the rest of its bytes (a short
+ * transfer or an interrupted call); the chunk has then not ended.
+ */
+bool dm_chunk_done(struct dm_chunk *c, int res)
+{
+	if (c->op == DM_CHUNK_NOP) {
+		chunk_end(c, 0);
+		return false;
+	}
+	if (res > 0) {
+		c->done += (size_t)res;
+		c->retries = 0;
+		if (c->done < c->piece->len)
+			return true;
+		chunk_end(c, 0);
+		return false;
+	}
+	if ((res == -EINTR || res == -EAGAIN) && ++c->retries < MAX_RETRIES)
+		return true;
+	/* Zero bytes: the device ended under us (a file truncated since it
+	 * was opened). */
+	chunk_end(c, res ? res : -EIO);
+	return false;
+}
+
+/* The iovecs for what is left of a chunk. */
+int dm_chunk_iov(struct dm_chunk *c, const struct iovec **iovp)
+{
+	const struct dm_piece *p = c->piece;
+	size_t skip = c->done;
+	unsigned int i;
+
+	if (p->bounce) {
+		c->tail.iov_base = (char *)p->bounce + skip;
+		c->tail.iov_len = p->len - skip;
+		*iovp = &c->tail;
+		return 1;
+	}
+	for (i = 0; skip && skip >= p->iov[i].iov_len; i++)
+		skip -= p->iov[i].iov_len;
+	if (!skip) {
+		*iovp = &p->iov[i];
+		return (int)(p->niov - i);
+	}
+	/* The shared iovecs are not ours to change: the partly done segment
+	 * goes alone, the rest follow on the next round. */
+	c->tail.iov_base = (char *)p->iov[i].iov_base + skip;
+	c->tail.iov_len = p->iov[i].iov_len - skip;
+	*iovp = &c->tail;
+	return 1;
+}
+
+/* Run a chunk to its end with plain system calls, on this thread. */
+void dm_chunk_exec(struct dm_chunk *c)
+{
+	for (;;) {
+		const struct iovec *iov;
+		ssize_t ret = 0;
+		int niov;
+
+		if (c->op != DM_CHUNK_NOP) {
+			niov = dm_chunk_iov(c, &iov);
+			ret = c->op == DM_CHUNK_READ
+				      ? preadv2(c->bdev->fd, iov, niov,
+						(off_t)(c->pos + c->done), 0)
+				      : pwritev2(c->bdev->fd, iov, niov,
+						 (off_t)(c->pos + c->done), 0);
+			if (ret < 0)
+				ret = -errno;
+		}
+		if (!dm_chunk_done(c, (int)ret))
+			return;
+	}
+}
+
+/* ---- planning
+ * ----------------------------------------------------------------- */
+
+/* Regions whose devices cut the buffer the same way share one shape, and
+ * with it the pieces and their iovecs. */
+struct shape {
+	size_t len;
+	uint32_t max_bytes;
+	unsigned int lbs, mem_align; /* 0 for buffered devices */
+	bool bounce;
+	unsigned int first_piece, nr_pieces, nr_iov, nr_regions;
+};
+
+struct plan {
+	unsigned int nr_shapes, nr_pieces, nr_iov, nr_chunks, max_pieces;
+	int shape_of[DM_IO_MAX_REGIONS]; /* -1: no I/O for this region */
+	int early[DM_IO_MAX_REGIONS];	 /* an error found while planning */
+	struct shape shapes[DM_IO_MAX_REGIONS];
+};
+
+static int check_request(const struct dm_io_request *req,
+			 unsigned int num_regions,
+			 const struct io_region *where)
+{
+	unsigned int op, i;
+
+	if (!req || !req->client || !where || !num_regions ||
+	    num_regions > DM_IO_MAX_REGIONS)
+		return -EINVAL;
+	op = req->bi_opf & DM_IO_OP_MASK;
+	if (req->bi_opf & ~(DM_IO_OP_MASK | DM_IO_FUA | DM_IO_PREFLUSH) ||
+	    op > DM_IO_OP_WRITE_ZEROES)
+		return -EINVAL;
+	if (op == DM_IO_OP_READ && num_regions != 1)
+		return -EINVAL;
+	for (i = 0; i < num_regions; i++) {
+		const struct io_region *r = &where[i];
+
+		/* Byte offsets must fit: sector + count, then << 9. */
+		if (!r->bdev || r->count > UINT64_MAX - r->sector ||
+		    r->sector + r->count > (UINT64_MAX >> SECTOR_SHIFT))
+			return -EINVAL;
+	}
+	if (op != DM_IO_OP_READ && op != DM_IO_OP_WRITE)
+		return -EOPNOTSUPP;
+	if (req->bi_opf & (DM_IO_FUA | DM_IO_PREFLUSH))
+		return -EOPNOTSUPP;
+	return 0;
+}
+
+/* What keeps a region from being issued at all, or 0. */
+static int region_errno(const struct io_region *r, unsigned int op)
+{
+	const struct block_device *b = r->bdev;
+	uint64_t start = r->sector << SECTOR_SHIFT;
+	uint64_t len = r->count << SECTOR_SHIFT;
+
+	if (op == DM_IO_OP_WRITE && b->flags & DM_BDEV_RDONLY)
+		return -EROFS;
+	if (start > b->size || len > b->size - start)
+		return -ENXIO;
+	if (b->direct && (start | len) & (b->lbs - 1))
+		return -EINVAL;
+	return 0;
+}
+
+static unsigned int shape_for(struct plan *pl, const struct io_region *r)
+{
+	const struct block_device *b = r->bdev;
+	struct shape key = {
+		.len = r->count << SECTOR_SHIFT,
+		.max_bytes = b->max_bytes,
+		.lbs = b->direct ? b->lbs : 0,
+		.mem_align = b->direct ? b->mem_align : 0,
+	};
+	unsigned int s;
+
+	for (s = 0; s < pl->nr_shapes; s++) {
+		struct shape *sh = &pl->shapes[s];
+
+		if (sh->len == key.len && sh->max_bytes == key.max_bytes &&
+		    sh->lbs == key.lbs && sh->mem_align == key.mem_align)
+			break;
+	}
+	if (s == pl->nr_shapes)
+		pl->shapes[pl->nr_shapes++] = key;
+	pl->shapes[s].nr_regions++;
+	return s;
+}
+
+/*
+ * Cut a shape's share of the buffer into pieces of at most the device's
+ * transfer size and IOV_MAX segments, merging segments that touch.
+ * Counting (pieces == NULL) and filling run the same code, so they agree.
+ * Returns 0, -EINVAL when the memory ends early or is malformed, or 1 when
+ * an O_DIRECT shape meets memory it has to bounce.
+ */
+static int walk(struct dpages dp, struct shape *sh, struct dm_piece *pieces,
+		struct iovec *iov)
+{
+	size_t cap = sh->bounce && sh->max_bytes > BOUNCE_MAX ? BOUNCE_MAX
+							      : sh->max_bytes;
+	bool check = sh->lbs && !sh->bounce;
+	unsigned int np = 0, ni = 0;
+	size_t off = 0;
+
+	while (off < sh->len) {
+		size_t want = sh->len - off < cap ? sh->len - off : cap;
+		unsigned int first = ni, nseg = 0;
+		size_t plen = 0;
+		char *end = NULL;
+
+		while (plen < want) {
+			void *addr;
+			size_t len;
+
+			if (dp.get(&dp, &addr, &len))
+				return -EINVAL;
+			if (len > want - plen)
+				len = want - plen;
+			if (check && (((uintptr_t)addr & (sh->mem_align - 1)) ||
+				      (len & (sh->lbs - 1))))
+				return 1;
+			if (nseg && (char *)addr == end) {
+				if (iov)
+					iov[ni - 1].iov_len += len;
+			} else {
+				if (!sh->bounce && nseg == IOV_MAX)
+					break;
+				if (iov) {
+					iov[ni].iov_base = addr;
+					iov[ni].iov_len = len;
+				}
+				ni++;
+				nseg++;
+			}
+			end = (char *)addr + len;
+			plen += len;
+			dp.next(&dp, len);
+		}
+		if (pieces)
+			pieces[np] = (struct dm_piece){
+				.buf_off = off,
+				.len = plen,
+				.iov = &iov[first],
+				.niov = nseg,
+			};
+		np++;
+		off += plen;
+	}
+	sh->nr_pieces = np;
+	sh->nr_iov = ni;
+	return 0;
+}
+
+static int plan_request(struct plan *pl, unsigned int op,
+			unsigned int num_regions, const struct io_region *where,
+			const struct dpages *dp)
+{
+	unsigned int i, s;
+	int ret;
+
+	memset(pl, 0, offsetof(struct plan, shapes));
+	for (i = 0; i < num_regions; i++) {
+		pl->shape_of[i] = -1;
+		if (!where[i].count)
+			continue;
+		pl->early[i] = region_errno(&where[i], op);
+		if (!pl->early[i])
+			pl->shape_of[i] = (int)shape_for(pl, &where[i]);
+	}
+	for (s = 0; s < pl->nr_shapes; s++) {
+		struct shape *sh = &pl->shapes[s];
+
+		ret = walk(*dp, sh, NULL, NULL);
+		if (ret == 1) {
+			sh->bounce = true;
+			ret = walk(*dp, sh, NULL, NULL);
+		}
+		if (ret < 0)
+			return ret;
+		sh->first_piece = pl->nr_pieces;
+		pl->nr_pieces += sh->nr_pieces;
+		pl->nr_iov += sh->nr_iov;
+		pl->nr_chunks += sh->nr_pieces * sh->nr_regions;
+		if (sh->nr_pieces > pl->max_pieces)
+			pl->max_pieces = sh->nr_pieces;
+	}
+	return 0;
+}
+
+/* ---- building and submitting -----------------------------------------------
+ */
+
+#define ALIGN_UP(x, a) (((x) + (a)-1) / (a) * (a))
+
+struct layout {
+	size_t pieces, errs, iov, size;
+};
+
+static void layout_of(const struct plan *pl, unsigned int num_regions,
+		      struct layout *lo)
+{
+	unsigned int chunks = pl->nr_chunks ? pl->nr_chunks : 1;
+
+	lo->pieces = ALIGN_UP(sizeof(struct dm_io) +
+				      chunks * sizeof(struct dm_chunk),
+			      alignof(struct dm_piece));
+	lo->errs =
+		ALIGN_UP(lo->pieces + pl->nr_pieces * sizeof(struct dm_piece),
+			 alignof(atomic_int));
+	lo->iov = ALIGN_UP(lo->errs + num_regions * sizeof(atomic_int),
+			   alignof(struct iovec));
+	lo->size = lo->iov + pl->nr_iov * sizeof(struct iovec);
+}
+
+/* The request block and its bounce buffers, all or nothing. */
+static struct dm_io *alloc_io(struct dm_io_client *client,
+			      const struct plan *pl, const struct layout *lo,
+			      const struct dpages *dp)
+{
+	struct dm_io *io = dm_pool_alloc(&client->pool, lo->size);
+	struct iovec *iov;
+	unsigned int s, p;
+
+	if (!io)
+		return NULL;
+	memset(io, 0, lo->size);
+	io->client = client;
+	io->alloc_size = lo->size;
+	io->pieces = (struct dm_piece *)((char *)io + lo->pieces);
+	io->errs = (atomic_int *)((char *)io + lo->errs);
+	iov = (struct iovec *)((char *)io + lo->iov);
+	for (s = 0; s < pl->nr_shapes; s++) {
+		struct shape sh = pl->shapes[s];
+		struct dm_piece *pieces = io->pieces + sh.first_piece;
+
+		walk(*dp, &sh, pieces, iov);
+		iov += sh.nr_iov;
+		for (p = 0; sh.bounce && p < sh.nr_pieces; p++) {
+			pieces[p].bounce =
+				dm_pool_alloc(&client->pool, pieces[p].len);
+			io->nr_pieces = sh.first_piece + p + 1;
+			if (!pieces[p].bounce) {
+				free_io(io);
+				return NULL;
+			}
+		}
+		io->nr_pieces = sh.first_piece + sh.nr_pieces;
+	}
+	return io;
+}
+
+static void build_chunks(struct dm_io *io, const struct plan *pl,
+			 unsigned int op, const struct io_region *where)
+{
+	unsigned int p, i, n = 0;
+
+	/* Piece-major, so that every leg of a mirror makes progress at once. */
+	for (p = 0; p < pl->max_pieces; p++) {
+		for (i = 0; i < io->nr_regions; i++) {
+			const struct shape *sh;
+			struct dm_chunk *c;
+
+			if (pl->shape_of[i] < 0)
+				continue;
+			sh = &pl->shapes[pl->shape_of[i]];
+			if (p >= sh->nr_pieces)
+				continue;
+			c = &io->chunks[n];
+			c->io = io;
+			c->bdev = where[i].bdev;
+			c->piece = &io->pieces[sh->first_piece + p];
+			c->pos = (where[i].sector << SECTOR_SHIFT) +
+				 c->piece->buf_off;
+			c->region = i;
+			c->op = op == DM_IO_OP_READ ? DM_CHUNK_READ
+						    : DM_CHUNK_WRITE;
+			c->next = ++n < pl->nr_chunks ? &io->chunks[n] : NULL;
+			atomic_fetch_add_explicit(&c->bdev->inflight, 1,
+						  memory_order_relaxed);
+		}
+	}
+	if (!n) {
+		/* Nothing to issue: a no-op still completes the request on
+		 * the completion thread, like any other. */
+		io->chunks[0].io = io;
+		io->chunks[0].op = DM_CHUNK_NOP;
+		n = 1;
+	}
+	io->nr_chunks = n;
+	atomic_init(&io->pending, n);
+}
+
+static void fill_bounces(struct dm_io *io)
+{
+	unsigned int i;
+
+	for (i = 0; i < io->nr_pieces; i++) {
+		const struct dm_piece *p = &io->pieces[i];
+		size_t pos = 0;
+		unsigned int k;
+
+		if (!p->bounce)
+			continue;
+		for (k = 0; k < p->niov; k++) {
+			memcpy((char *)p->bounce + pos, p->iov[k].iov_base,
+			       p->iov[k].iov_len);
+			pos += p->iov[k].iov_len;
+		}
+	}
+}
+
+DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
+		      struct io_region *where, unsigned long *sync_error_bits)
+{
+	struct dm_sync_wait waiter = {0};
+	struct dm_io_client *client;
+	struct layout lo;
+	struct plan pl;
+	struct dpages dp = {0};
+	struct dm_io *io;
+	unsigned int op, i;
+	unsigned long early_bits = 0;
+	bool sync;
+	int ret;
+
+	ret = check_request(req, num_regions, where);
+	if (ret)
+		return ret;
+	client = req->client;
+	sync = !req->notify.fn;
+	op = req->bi_opf & DM_IO_OP_MASK;
+	if (sync && dm_current_cb_client == client)
+		return -EDEADLK;
+	ret = dp_init(&dp, &req->mem);
+	if (ret)
+		return ret;
+	ret = plan_request(&pl, op, num_regions, where, &dp);
+	if (ret)
+		return ret;
+	for (i = 0; i < num_regions; i++)
+		if (pl.early[i])
+			early_bits |= 1UL << i;
+
+	layout_of(&pl, num_regions, &lo);
+	for (;;) {
+		unsigned long gen = dm_pool_gen(&client->pool);
+
+		io = alloc_io(client, &pl, &lo, &dp);
+		if (io)
+			break;
+		/* Beyond the reservation and out of heap: wait for I/O in
+		 * flight to give memory back, unless we are the thread that
+		 * would have to complete it. */
+		if (dm_current_cb_client == client ||
+		    dm_pool_wait(&client->pool, gen))
+			return -ENOMEM;
+	}
+	io->op = req->bi_opf;
+	io->ioprio = req->ioprio;
+	io->nr_regions = num_regions;
+	io->out_errors = req->region_errors;
+	for (i = 0; i < num_regions; i++)
+		atomic_init(&io->errs[i], pl.early[i]);
+	atomic_init(&io->error_bits, early_bits);
+	build_chunks(io, &pl, op, where);
+	if (op == DM_IO_OP_WRITE)
+		fill_bounces(io);
+
+	if (sync) {
+		io->waiter = &waiter;
+	} else {
+		io->fn = req->notify.fn;
+		io->context = req->notify.context;
+	}
+	atomic_fetch_add_explicit(&client->nr_requests, 1,
+				  memory_order_relaxed);
+	/* A lone synchronous chunk runs here: no thread hand-off at all. */
+	if (sync && io->nr_chunks == 1 && !io->ioprio)
+		dm_chunk_exec(&io->chunks[0]);
+	else
+		client->be->ops->submit(client->be, &io->chunks[0]);
+	if (!sync)
+		return 0;
+	sync_wait(&waiter);
+	if (sync_error_bits)
+		*sync_error_bits = waiter.bits;
+	return waiter.bits ? -EIO : 0;
+}

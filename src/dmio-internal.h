@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Internal structures shared by the engine, the pool and the backends.
+ * Nothing here is installed.
+ */
+#ifndef DMIO_INTERNAL_H
+#define DMIO_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <dmio/dm-io.h>
+
+#define DMIO_EXPORT __attribute__((visibility("default")))
+
+/* ---- devices ------------------------------------------------------------ */
+
+struct block_device {
+	int fd;
+	unsigned int flags;	/* DM_BDEV_* as asked */
+	bool is_blk;		/* a block device, not a regular file */
+	bool direct;		/* opened O_DIRECT: alignment rules apply */
+	uint64_t size;		/* bytes, read at open */
+	unsigned int lbs;	/* logical block size */
+	unsigned int mem_align; /* O_DIRECT buffer alignment */
+	uint32_t max_bytes;	/* largest single submission */
+	atomic_uint inflight;	/* chunks issued and not completed */
+	char name[];
+};
+
+/* ---- memory iterators (the kernel's dpages) ------------------------------ */
+
+struct dpages {
+	/* the contiguous run at the current position; len may exceed need */
+	int (*get)(struct dpages *dp, void **addr, size_t *len);
+	/* move the position on by n bytes of the current run */
+	void (*next)(struct dpages *dp, size_t n);
+	union {
+		struct page_list *pl;
+		struct bio_vec *bvec;
+		char *addr;
+	} p;
+	unsigned int off; /* into the current page or bio_vec */
+};
+
+int dp_init(struct dpages *dp, const struct dm_io_memory *mem);
+
+/* ---- the reserved pool ----------------------------------------------------
+ */
+
+struct dm_arena;
+
+struct dm_pool {
+	pthread_mutex_t lock;
+	pthread_cond_t freed; /* somebody gave memory back */
+	struct dm_arena *arenas;
+	unsigned long gen;  /* bumped by every free and reservation */
+	unsigned long live; /* blocks handed out */
+	unsigned long waiters;
+};
+
+int dm_pool_init(struct dm_pool *pool);
+void dm_pool_destroy(struct dm_pool *pool);
+int dm_pool_reserve(struct dm_pool *pool, unsigned int nr_pages);
+void *dm_pool_alloc(struct dm_pool *pool, size_t size);
+void dm_pool_free(struct dm_pool *pool, void *p, size_t size);
+unsigned long dm_pool_gen(struct dm_pool *pool);
+int dm_pool_wait(struct dm_pool *pool, unsigned long gen);
+
+/* ---- requests ------------------------------------------------------------ */
+
+/* what a chunk asks its backend to do */
+enum dm_chunk_op {
+	DM_CHUNK_READ,
+	DM_CHUNK_WRITE,
+	DM_CHUNK_NOP, /* completes a request with no I/O on the right thread */
+};
+
+/* A stretch of the buffer, planned once and shared by every region whose
+ * device splits it the same way: the iovecs are not copied per region. */
+struct dm_piece {
+	size_t buf_off; /* where the piece starts in the caller's buffer */
+	size_t len;
+	struct iovec *iov; /* the caller's memory */
+	unsigned int niov;
+	void *bounce; /* aligned copy used instead of iov, or NULL */
+};
+
+/* One submission: a piece on one region. */
+struct dm_chunk {
+	struct dm_io *io;
+	struct dm_chunk *next; /* backend queues */
+	struct block_device *bdev;
+	const struct dm_piece *piece;
+	uint64_t pos; /* device byte offset of the piece */
+	size_t done;  /* bytes already transferred */
+	unsigned int region;
+	enum dm_chunk_op op;
+	unsigned int retries; /* resubmissions that made no progress */
+	struct iovec tail;    /* a partly transferred segment's rest */
+};
+
+struct dm_sync_wait {
+	atomic_uint done; /* futex word */
+	unsigned long bits;
+};
+
+/* One request: a single allocation holding its chunks, pieces and iovecs. */
+struct dm_io {
+	struct dm_io_client *client;
+	atomic_uint pending; /* chunks not yet completed */
+	atomic_ulong error_bits;
+	unsigned int op; /* bi_opf */
+	unsigned short ioprio;
+	unsigned int nr_regions;
+	unsigned int nr_chunks;
+	unsigned int nr_pieces;
+	size_t alloc_size;
+	io_notify_fn fn;
+	void *context;
+	struct dm_sync_wait *waiter;
+	unsigned long *out_bits; /* sync: where the bitset goes */
+	int *out_errors;	 /* region_errors, or NULL */
+	atomic_int *errs;	 /* first errno per region */
+	struct dm_piece *pieces;
+	struct dm_chunk chunks[];
+};
+
+/* ---- backends --------------------------------------------------------------
+ */
+
+struct dm_backend;
+
+struct dm_backend_ops {
+	const char *name;
+	/* Queue a list of chunks (linked by ->next).  Never waits for I/O to
+	 * complete, so callbacks may submit.  Completion is reported through
+	 * dm_chunk_done() on a thread the backend owns. */
+	void (*submit)(struct dm_backend *be, struct dm_chunk *head);
+	/* Stop the completion thread(s) and free; nothing may be in flight.
+	 * Called on a thread of its own, or from the backend's own completion
+	 * thread for a deferred destroy (then it must not join itself). */
+	void (*destroy)(struct dm_backend *be);
+};
+
+struct dm_backend {
+	const struct dm_backend_ops *ops;
+	struct dm_io_client *client;
+};
+
+struct dm_backend *dm_uring_create(struct dm_io_client *client, int *err);
+
+/* ---- the client -----------------------------------------------------------
+ */
+
+struct dm_io_client {
+	struct dm_backend *be;
+	struct dm_pool pool;
+	pthread_mutex_t lock;
+	pthread_cond_t drained;
+	atomic_ulong nr_requests;     /* accepted and not yet fully notified */
+	atomic_bool destroy_deferred; /* destroy asked from a callback */
+};
+
+/* Set on a client's completion threads: a sync call from there would wait
+ * for itself. */
+extern _Thread_local struct dm_io_client *dm_current_cb_client;
+
+struct dm_io_client *dm_client_create(unsigned int reserve_pages);
+bool dm_client_destroy_now(struct dm_io_client *client);
+void dm_client_free(struct dm_io_client *client);
+
+/* Engine entry points for backends. */
+bool dm_chunk_done(struct dm_chunk *chunk, int res);
+int dm_chunk_iov(struct dm_chunk *chunk, const struct iovec **iov);
+void dm_chunk_exec(struct dm_chunk *chunk);
+
+#endif /* DMIO_INTERNAL_H */

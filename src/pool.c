@@ -1,0 +1,258 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The reserved pool: the mempool promise of dm_io_get().  Each reservation
+ * maps an arena up front and hands out blocks from it with a buddy
+ * allocator, so a request (one block for its metadata, one per bounce
+ * buffer) never calls malloc while the reservation lasts.  Beyond it we
+ * fall back to the heap, and when that fails too we wait for I/O in flight
+ * to give memory back.  Buddy blocks of a page or more are aligned to their
+ * size, which is what O_DIRECT bounce buffers need.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "dmio-internal.h"
+
+#define MIN_ORDER 6  /* 64-byte blocks */
+#define MAX_ORDER 22 /* 4 MiB: larger requests come from the heap */
+/* Metadata and bounce space reserved per page of I/O. */
+#define ARENA_BYTES_PER_PAGE (DM_PAGE_SIZE + 1024)
+/* 4 GiB of I/O in flight: more is a caller's mistake, not a plan. */
+#define MAX_RESERVE_PAGES (1u << 20)
+
+struct free_block {
+	struct free_block *next, *prev;
+};
+
+struct dm_arena {
+	struct dm_arena *next;
+	char *base;
+	size_t size; /* a whole number of top-order blocks */
+	unsigned int top;
+	uint8_t *
+		tag; /* per 64-byte unit: order + 1 where a free block starts */
+	struct free_block *free[MAX_ORDER + 1];
+};
+
+static unsigned int order_of(size_t size)
+{
+	unsigned int order = MIN_ORDER;
+
+	while (order < 63 && ((size_t)1 << order) < size)
+		order++;
+	return order;
+}
+
+static void push(struct dm_arena *a, char *blk, unsigned int order)
+{
+	struct free_block *fb = (struct free_block *)blk;
+
+	fb->prev = NULL;
+	fb->next = a->free[order];
+	if (fb->next)
+		fb->next->prev = fb;
+	a->free[order] = fb;
+	a->tag[(size_t)(blk - a->base) >> MIN_ORDER] = (uint8_t)(order + 1);
+}
+
+static void unlink_block(struct dm_arena *a, char *blk, unsigned int order)
+{
+	struct free_block *fb = (struct free_block *)blk;
+
+	if (fb->prev)
+		fb->prev->next = fb->next;
+	else
+		a->free[order] = fb->next;
+	if (fb->next)
+		fb->next->prev = fb->prev;
+	a->tag[(size_t)(blk - a->base) >> MIN_ORDER] = 0;
+}
+
+static void *arena_alloc(struct dm_arena *a, unsigned int order)
+{
+	unsigned int k = order;
+	char *blk;
+
+	while (k <= a->top && !a->free[k])
+		k++;
+	if (k > a->top)
+		return NULL;
+	blk = (char *)a->free[k];
+	unlink_block(a, blk, k);
+	while (k > order) {
+		k--;
+		push(a, blk + ((size_t)1 << k), k);
+	}
+	return blk;
+}
+
+static void arena_free(struct dm_arena *a, char *blk, unsigned int order)
+{
+	size_t off = (size_t)(blk - a->base);
+
+	while (order < a->top) {
+		size_t buddy = off ^ ((size_t)1 << order);
+
+		if (buddy >= a->size ||
+		    a->tag[buddy >> MIN_ORDER] != (uint8_t)(order + 1))
+			break;
+		unlink_block(a, a->base + buddy, order);
+		off &= ~((size_t)1 << order);
+		order++;
+	}
+	push(a, a->base + off, order);
+}
+
+static struct dm_arena *arena_create(size_t want)
+{
+	unsigned int top = order_of(want);
+	struct dm_arena *a;
+	size_t blk, off;
+
+	if (top > MAX_ORDER)
+		top = MAX_ORDER;
+	blk = (size_t)1 << top;
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return NULL;
+	a->top = top;
+	a->size = (want + blk - 1) / blk * blk;
+	a->tag = calloc(a->size >> MIN_ORDER, 1);
+	a->base = mmap(NULL, a->size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (!a->tag || a->base == MAP_FAILED) {
+		if (a->base != MAP_FAILED)
+			munmap(a->base, a->size);
+		free(a->tag);
+		free(a);
+		return NULL;
+	}
+	for (off = 0; off < a->size; off += blk)
+		push(a, a->base + off, top);
+	return a;
+}
+
+static void arena_destroy(struct dm_arena *a)
+{
+	munmap(a->base, a->size);
+	free(a->tag);
+	free(a);
+}
+
+int dm_pool_init(struct dm_pool *pool)
+{
+	memset(pool, 0, sizeof(*pool));
+	if (pthread_mutex_init(&pool->lock, NULL))
+		return -ENOMEM;
+	if (pthread_cond_init(&pool->freed, NULL)) {
+		pthread_mutex_destroy(&pool->lock);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void dm_pool_destroy(struct dm_pool *pool)
+{
+	while (pool->arenas) {
+		struct dm_arena *a = pool->arenas;
+
+		pool->arenas = a->next;
+		arena_destroy(a);
+	}
+	pthread_cond_destroy(&pool->freed);
+	pthread_mutex_destroy(&pool->lock);
+}
+
+int dm_pool_reserve(struct dm_pool *pool, unsigned int nr_pages)
+{
+	struct dm_arena *a;
+
+	if (!nr_pages || nr_pages > MAX_RESERVE_PAGES)
+		return -EINVAL;
+	a = arena_create((size_t)nr_pages * ARENA_BYTES_PER_PAGE);
+	if (!a)
+		return -ENOMEM;
+	pthread_mutex_lock(&pool->lock);
+	a->next = pool->arenas;
+	pool->arenas = a;
+	pool->gen++;
+	pthread_cond_broadcast(&pool->freed);
+	pthread_mutex_unlock(&pool->lock);
+	return 0;
+}
+
+void *dm_pool_alloc(struct dm_pool *pool, size_t size)
+{
+	unsigned int order = order_of(size);
+	struct dm_arena *a;
+	void *p = NULL;
+
+	pthread_mutex_lock(&pool->lock);
+	for (a = pool->arenas; a && !p; a = a->next)
+		if (order <= a->top)
+			p = arena_alloc(a, order);
+	if (p)
+		pool->live++;
+	pthread_mutex_unlock(&pool->lock);
+	if (p)
+		return p;
+
+	/* Beyond the reservation: the heap, aligned as a buddy block is. */
+	if (posix_memalign(&p, size >= DM_PAGE_SIZE ? DM_PAGE_SIZE : 64, size))
+		return NULL;
+	pthread_mutex_lock(&pool->lock);
+	pool->live++;
+	pthread_mutex_unlock(&pool->lock);
+	return p;
+}
+
+void dm_pool_free(struct dm_pool *pool, void *p, size_t size)
+{
+	struct dm_arena *a;
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&pool->lock);
+	for (a = pool->arenas; a; a = a->next)
+		if ((char *)p >= a->base && (char *)p < a->base + a->size)
+			break;
+	if (a)
+		arena_free(a, p, order_of(size));
+	pool->live--;
+	pool->gen++;
+	if (pool->waiters)
+		pthread_cond_broadcast(&pool->freed);
+	pthread_mutex_unlock(&pool->lock);
+	if (!a)
+		free(p);
+}
+
+unsigned long dm_pool_gen(struct dm_pool *pool)
+{
+	unsigned long gen;
+
+	pthread_mutex_lock(&pool->lock);
+	gen = pool->gen;
+	pthread_mutex_unlock(&pool->lock);
+	return gen;
+}
+
+int dm_pool_wait(struct dm_pool *pool, unsigned long gen)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&pool->lock);
+	pool->waiters++;
+	while (pool->gen == gen) {
+		if (!pool->live) {
+			ret = -ENOMEM; /* nothing in flight will free memory */
+			break;
+		}
+		pthread_cond_wait(&pool->freed, &pool->lock);
+	}
+	pool->waiters--;
+	pthread_mutex_unlock(&pool->lock);
+	return ret;
+}

@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The seed API: six thin wrappers over dm_io() on a default client that
+ * dm_io_get()/dm_io_put() create, grow and free.  The default client is the
+ * library's only global state.
+ */
+#include <errno.h>
+#include <limits.h>
+
+#include "dmio-internal.h"
+
+static pthread_mutex_t seed_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t seed_idle = PTHREAD_COND_INITIALIZER;
+static struct dm_io_client *seed_client;
+static unsigned long seed_pages; /* reserved by all callers together */
+static unsigned long seed_users; /* calls between lookup and submission */
+
+DMIO_EXPORT int dm_io_get(unsigned int num_pages)
+{
+	int ret = 0;
+
+	if (!num_pages)
+		return -EINVAL;
+	pthread_mutex_lock(&seed_lock);
+	if (num_pages > ULONG_MAX - seed_pages) {
+		ret = -EINVAL;
+	} else if (!seed_client) {
+		seed_client = dm_client_create(num_pages);
+		if (!seed_client)
+			ret = errno == EINVAL ? -EINVAL : -ENOMEM;
+	} else {
+		ret = dm_pool_reserve(&seed_client->pool, num_pages);
+	}
+	if (!ret)
+		seed_pages += num_pages;
+	pthread_mutex_unlock(&seed_lock);
+	return ret;
+}
+
+DMIO_EXPORT void dm_io_put(unsigned int num_pages)
+{
+	struct dm_io_client *client = NULL;
+
+	pthread_mutex_lock(&seed_lock);
+	if (num_pages && num_pages <= seed_pages) {
+		seed_pages -= num_pages;
+		if (!seed_pages) {
+			/* New calls now fail; let those already past the
+			 * check submit, then drain and free. */
+			client = seed_client;
+			seed_client = NULL;
+			while (seed_users)
+				pthread_cond_wait(&seed_idle, &seed_lock);
+		}
+	}
+	pthread_mutex_unlock(&seed_lock);
+	dm_io_client_destroy(client);
+}
+
+static int seed_io(unsigned int num_regions, struct io_region *where, int rw,
+		   struct dm_io_memory mem, io_notify_fn fn, void *context,
+		   unsigned long *error_bits)
+{
+	struct dm_io_request req = {
+		.bi_opf = (unsigned int)rw,
+		.mem = mem,
+		.notify = {.fn = fn, .context = context},
+	};
+	int ret;
+
+	if (rw != DM_IO_READ && rw != DM_IO_WRITE)
+		return -EINVAL;
+	pthread_mutex_lock(&seed_lock);
+	req.client = seed_client;
+	if (req.client)
+		seed_users++;
+	pthread_mutex_unlock(&seed_lock);
+	if (!req.client)
+		return -EINVAL; /* no dm_io_get() reservation is held */
+
+	ret = dm_io(&req, num_regions, where, error_bits);
+
+	pthread_mutex_lock(&seed_lock);
+	if (!--seed_users)
+		pthread_cond_broadcast(&seed_idle);
+	pthread_mutex_unlock(&seed_lock);
+	return ret;
+}
+
+static struct dm_io_memory mem_pl(struct page_list *pl, unsigned int offset)
+{
+	return (struct dm_io_memory){
+		.type = DM_IO_PAGE_LIST, .offset = offset, .ptr.pl = pl};
+}
+
+static struct dm_io_memory mem_bvec(struct bio_vec *bvec)
+{
+	return (struct dm_io_memory){.type = DM_IO_BVEC, .ptr.bvec = bvec};
+}
+
+static struct dm_io_memory mem_vm(void *data)
+{
+	return (struct dm_io_memory){.type = DM_IO_VMA, .ptr.vma = data};
+}
+
+DMIO_EXPORT int dm_io_sync(unsigned int num_regions, struct io_region *where,
+			   int rw, struct page_list *pl, unsigned int offset,
+			   unsigned long *error_bits)
+{
+	return seed_io(num_regions, where, rw, mem_pl(pl, offset), NULL, NULL,
+		       error_bits);
+}
+
+DMIO_EXPORT int dm_io_async(unsigned int num_regions, struct io_region *where,
+			    int rw, struct page_list *pl, unsigned int offset,
+			    io_notify_fn fn, void *context)
+{
+	if (!fn)
+		return -EINVAL;
+	return seed_io(num_regions, where, rw, mem_pl(pl, offset), fn, context,
+		       NULL);
+}
+
+DMIO_EXPORT int dm_io_sync_bvec(unsigned int num_regions,
+				struct io_region *where, int rw,
+				struct bio_vec *bvec, unsigned long *error_bits)
+{
+	return seed_io(num_regions, where, rw, mem_bvec(bvec), NULL, NULL,
+		       error_bits);
+}
+
+DMIO_EXPORT int dm_io_async_bvec(unsigned int num_regions,
+				 struct io_region *where, int rw,
+				 struct bio_vec *bvec, io_notify_fn fn,
+				 void *context)
+{
+	if (!fn)
+		return -EINVAL;
+	return seed_io(num_regions, where, rw, mem_bvec(bvec), fn, context,
+		       NULL);
+}
+
+DMIO_EXPORT int dm_io_sync_vm(unsigned int num_regions, struct io_region *where,
+			      int rw, void *data, unsigned long *error_bits)
+{
+	return seed_io(num_regions, where, rw, mem_vm(data), NULL, NULL,
+		       error_bits);
+}
+
+DMIO_EXPORT int dm_io_async_vm(unsigned int num_regions,
+			       struct io_region *where, int rw, void *data,
+			       io_notify_fn fn, void *context)
+{
+	if (!fn)
+		return -EINVAL;
+	return seed_io(num_regions, where, rw, mem_vm(data), fn, context, NULL);
+}

@@ -1,0 +1,272 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The io_uring backend.  Any thread fills submission entries under a short
+ * lock and enters the kernel after dropping it; one completion thread per
+ * client reaps.  In-flight entries are capped at the completion queue's
+ * size: what does not fit waits on a pending list that the completion
+ * thread drains as room appears, so a callback can always submit, even into
+ * a full ring, without waiting for itself.
+ */
+#include <errno.h>
+#include <liburing.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "dmio-internal.h"
+
+#define SQ_ENTRIES   256
+#define CQ_ENTRIES   1024
+#define IOWQ_WORKERS 8 /* per kind: enough to overlap, not a thread storm */
+
+struct dm_uring {
+	struct dm_backend be;
+	struct io_uring ring;
+	pthread_mutex_t lock; /* the SQ, inflight and the pending list */
+	unsigned int inflight;
+	struct dm_chunk *pending, **pending_tail;
+	pthread_t thread;
+};
+
+#define to_uring(b) ((struct dm_uring *)(b))
+
+static void prep(struct io_uring_sqe *sqe, struct dm_chunk *c)
+{
+	const struct iovec *iov;
+	int niov;
+
+	if (c->op == DM_CHUNK_NOP) {
+		io_uring_prep_nop(sqe);
+	} else {
+		off_t off = (off_t)(c->pos + c->done);
+		int fd = c->bdev->fd;
+
+		niov = dm_chunk_iov(c, &iov);
+		if (niov == 1 && c->op == DM_CHUNK_READ)
+			io_uring_prep_read(sqe, fd, iov->iov_base,
+					   (unsigned)iov->iov_len, off);
+		else if (niov == 1)
+			io_uring_prep_write(sqe, fd, iov->iov_base,
+					    (unsigned)iov->iov_len, off);
+		else if (c->op == DM_CHUNK_READ)
+			io_uring_prep_readv(sqe, fd, iov, (unsigned)niov, off);
+		else
+			io_uring_prep_writev(sqe, fd, iov, (unsigned)niov, off);
+		sqe->ioprio = c->io->ioprio;
+	}
+	io_uring_sqe_set_data(sqe, c);
+}
+
+/* Make filled entries visible to the kernel; the caller holds the lock. */
+static void flush_sq(struct dm_uring *u)
+{
+	struct io_uring_sq *sq = &u->ring.sq;
+
+	sq->sqe_head = sq->sqe_tail;
+	io_uring_smp_store_release(sq->ktail, sq->sqe_tail);
+}
+
+/* Move pending chunks, then @head, into the ring while there is room; the
+ * rest waits on the pending list, in order.  Returns entries filled. */
+static unsigned int fill_locked(struct dm_uring *u, struct dm_chunk *head)
+{
+	unsigned int n = 0;
+
+	if (head) {
+		*u->pending_tail = head;
+		while (head->next)
+			head = head->next;
+		u->pending_tail = &head->next;
+	}
+	while (u->pending && u->inflight < CQ_ENTRIES) {
+		struct dm_chunk *c = u->pending;
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+
+		if (!sqe)
+			break; /* others' entries not yet entered; they will */
+		u->pending = c->next;
+		if (!u->pending)
+			u->pending_tail = &u->pending;
+		prep(sqe, c);
+		u->inflight++;
+		n++;
+	}
+	if (n)
+		flush_sq(u);
+	return n;
+}
+
+static void enter(struct dm_uring *u, unsigned int n)
+{
+	while (n) {
+		int ret = io_uring_enter(u->ring.ring_fd, n, 0, 0, NULL);
+
+		if (ret >= 0) {
+			n -= (unsigned int)ret < n ? (unsigned int)ret : n;
+			continue;
+		}
+		if (ret == -EAGAIN || ret == -EBUSY)
+			sched_yield();
+		else if (ret != -EINTR)
+			break; /* left in the SQ: the next enter takes it */
+	}
+}
+
+static void uring_submit(struct dm_backend *be, struct dm_chunk *head)
+{
+	struct dm_uring *u = to_uring(be);
+	unsigned int n;
+
+	pthread_mutex_lock(&u->lock);
+	n = fill_locked(u, head);
+	pthread_mutex_unlock(&u->lock);
+	enter(u, n);
+}
+
+static void *reaper(void *arg)
+{
+	struct dm_uring *u = arg;
+	struct dm_io_client *client = u->be.client;
+
+	dm_current_cb_client = client;
+	for (;;) {
+		struct dm_chunk *again = NULL, **tail = &again;
+		struct io_uring_cqe *cqe;
+		unsigned int head, ready, n = 0, filled;
+		bool stop = false;
+		int ret;
+
+		ret = io_uring_wait_cqe(&u->ring, &cqe);
+		if (ret < 0)
+			continue; /* -EINTR; the ring itself cannot fail */
+
+		/* Free the room first, so that callbacks submit straight into
+		 * the ring rather than onto the pending list. */
+		ready = io_uring_cq_ready(&u->ring);
+		pthread_mutex_lock(&u->lock);
+		u->inflight -= ready;
+		pthread_mutex_unlock(&u->lock);
+
+		io_uring_for_each_cqe(&u->ring, head, cqe)
+		{
+			struct dm_chunk *c = io_uring_cqe_get_data(cqe);
+
+			if (n == ready)
+				break;
+			n++;
+			if (!c) {
+				stop = true;
+			} else if (dm_chunk_done(c, cqe->res)) {
+				*tail = c;
+				tail = &c->next;
+			}
+		}
+		io_uring_cq_advance(&u->ring, n);
+		*tail = NULL;
+
+		pthread_mutex_lock(&u->lock);
+		filled = fill_locked(u, again);
+		pthread_mutex_unlock(&u->lock);
+		enter(u, filled);
+
+		if (stop)
+			return NULL;
+		if (dm_client_destroy_now(client)) {
+			dm_client_free(client);
+			return NULL;
+		}
+	}
+}
+
+static void uring_destroy(struct dm_backend *be)
+{
+	struct dm_uring *u = to_uring(be);
+
+	if (pthread_equal(pthread_self(), u->thread)) {
+		/* A destroy asked from a callback: the reaper is us. */
+		pthread_detach(u->thread);
+	} else {
+		struct dm_chunk *stop = NULL;
+		struct io_uring_sqe *sqe;
+
+		pthread_mutex_lock(&u->lock);
+		while (!(sqe = io_uring_get_sqe(&u->ring))) {
+			pthread_mutex_unlock(&u->lock);
+			sched_yield();
+			pthread_mutex_lock(&u->lock);
+		}
+		io_uring_prep_nop(sqe);
+		io_uring_sqe_set_data(sqe, stop);
+		u->inflight++;
+		flush_sq(u);
+		pthread_mutex_unlock(&u->lock);
+		enter(u, 1);
+		pthread_join(u->thread, NULL);
+	}
+	io_uring_queue_exit(&u->ring);
+	pthread_mutex_destroy(&u->lock);
+	free(u);
+}
+
+static const struct dm_backend_ops uring_ops = {
+	.name = "io_uring",
+	.submit = uring_submit,
+	.destroy = uring_destroy,
+};
+
+static int setup_ring(struct io_uring *ring)
+{
+	struct io_uring_params p = {
+		.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP |
+			 IORING_SETUP_SUBMIT_ALL,
+		.cq_entries = CQ_ENTRIES,
+	};
+	unsigned int workers[2] = {IOWQ_WORKERS, IOWQ_WORKERS};
+	int ret;
+
+	ret = io_uring_queue_init_params(SQ_ENTRIES, ring, &p);
+	if (ret == -EINVAL) {
+		/* Kernels before 5.18 know no SUBMIT_ALL. */
+		p = (struct io_uring_params){
+			.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP,
+			.cq_entries = CQ_ENTRIES,
+		};
+		ret = io_uring_queue_init_params(SQ_ENTRIES, ring, &p);
+	}
+	if (ret)
+		return ret;
+	/* Bound io-wq, so that buffered or punted work cannot grow into
+	 * hundreds of kernel threads; old kernels say no and keep theirs. */
+	io_uring_register_iowq_max_workers(ring, workers);
+	return 0;
+}
+
+struct dm_backend *dm_uring_create(struct dm_io_client *client, int *err)
+{
+	struct dm_uring *u = calloc(1, sizeof(*u));
+	int ret;
+
+	if (!u) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	ret = setup_ring(&u->ring);
+	if (ret) {
+		free(u);
+		*err = ret;
+		return NULL;
+	}
+	u->be.ops = &uring_ops;
+	u->be.client = client;
+	u->pending_tail = &u->pending;
+	ret = -pthread_mutex_init(&u->lock, NULL);
+	if (!ret)
+		ret = -pthread_create(&u->thread, NULL, reaper, u);
+	if (ret) {
+		io_uring_queue_exit(&u->ring);
+		free(u);
+		*err = ret;
+		return NULL;
+	}
+	return &u->be;
+}
