@@ -24,7 +24,7 @@
 
 _Thread_local struct dm_io_client *dm_current_cb_client;
 
-/* ---- waking synchronous callers ------------------------------------------ */
+/* ---- waking synchronous callers ---- */
 
 static void sync_wait(struct dm_sync_wait *w)
 {
@@ -42,8 +42,7 @@ static void sync_wake(struct dm_sync_wait *w, unsigned long bits)
 	syscall(SYS_futex, &w->done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-/* ---- completion -------------------------------------------------------------
- */
+/* ---- completion ---- */
 
 static void client_request_done(struct dm_io_client *client)
 {
@@ -221,8 +220,7 @@ void dm_chunk_exec(struct dm_chunk *c)
 	}
 }
 
-/* ---- planning
- * ----------------------------------------------------------------- */
+/* ---- planning ---- */
 
 /* Regions whose devices cut the buffer the same way share one shape, and
  * with it the pieces and their iovecs. */
@@ -412,8 +410,7 @@ static int plan_request(struct plan *pl, unsigned int op,
 	return 0;
 }
 
-/* ---- building and submitting -----------------------------------------------
- */
+/* ---- building and submitting ---- */
 
 #define ALIGN_UP(x, a) (((x) + (a)-1) / (a) * (a))
 

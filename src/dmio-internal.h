@@ -18,7 +18,7 @@
 
 #define DMIO_EXPORT __attribute__((visibility("default")))
 
-/* ---- devices ------------------------------------------------------------ */
+/* ---- devices ---- */
 
 struct block_device {
 	int fd;
@@ -33,7 +33,7 @@ struct block_device {
 	char name[];
 };
 
-/* ---- memory iterators (the kernel's dpages) ------------------------------ */
+/* ---- memory iterators (the kernel's dpages) ---- */
 
 struct dpages {
 	/* the contiguous run at the current position; len may exceed need */
@@ -50,8 +50,7 @@ struct dpages {
 
 int dp_init(struct dpages *dp, const struct dm_io_memory *mem);
 
-/* ---- the reserved pool ----------------------------------------------------
- */
+/* ---- the reserved pool ---- */
 
 struct dm_arena;
 
@@ -72,7 +71,7 @@ void dm_pool_free(struct dm_pool *pool, void *p, size_t size);
 unsigned long dm_pool_gen(struct dm_pool *pool);
 int dm_pool_wait(struct dm_pool *pool, unsigned long gen);
 
-/* ---- requests ------------------------------------------------------------ */
+/* ---- requests ---- */
 
 /* what a chunk asks its backend to do */
 enum dm_chunk_op {
@@ -131,8 +130,7 @@ struct dm_io {
 	struct dm_chunk chunks[];
 };
 
-/* ---- backends --------------------------------------------------------------
- */
+/* ---- backends ---- */
 
 struct dm_backend;
 
@@ -155,8 +153,7 @@ struct dm_backend {
 
 struct dm_backend *dm_uring_create(struct dm_io_client *client, int *err);
 
-/* ---- the client -----------------------------------------------------------
- */
+/* ---- the client ---- */
 
 struct dm_io_client {
 	struct dm_backend *be;

@@ -95,7 +95,7 @@ int dm_io_sync_vm(unsigned int num_regions, struct io_region *where, int rw,
 int dm_io_async_vm(unsigned int num_regions, struct io_region *where, int rw,
 		   void *data, io_notify_fn fn, void *context);
 
-/* ---- The request API ---------------------------------------------------- */
+/* ---- The request API ---- */
 
 enum dm_io_mem_type {
 	DM_IO_PAGE_LIST,
@@ -146,9 +146,8 @@ void dm_io_client_destroy(struct dm_io_client *client);
 #define DM_IO_OP_WRITE_ZEROES 4 /* data-less */
 #define DM_IO_OP_MASK	      0xff
 #define DM_IO_FUA	      (1u << 8) /* this write is durable when it completes */
-#define DM_IO_PREFLUSH                                                         \
-	(1u << 9) /* flush before the write; with count 0 regions, a flush     \
-		     alone */
+/* flush before the write; with count-0 regions, a flush alone */
+#define DM_IO_PREFLUSH (1u << 9)
 
 struct dm_io_request {
 	unsigned int bi_opf;
