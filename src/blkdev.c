@@ -16,13 +16,15 @@
 
 #include "dmio-internal.h"
 
-#define DM_FILE_MAX_BYTES   (1u << 20)
+#define DM_FILE_MAX_BYTES (1u << 20)
+/* Data-less operations are cut at 1 GiB to bound how long one call runs. */
+#define DM_DATALESS_MAX	    (1ull << 30)
 #define DM_BDEV_KNOWN_FLAGS (DM_BDEV_RDONLY | DM_BDEV_DIRECT | DM_BDEV_BUFFERED)
 
-static unsigned long read_sysfs_ulong(dev_t rdev, const char *attr)
+static unsigned long long read_sysfs_ull(dev_t rdev, const char *attr)
 {
 	char path[128], buf[32];
-	unsigned long val = 0;
+	unsigned long long val = 0;
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/queue/%s",
@@ -31,7 +33,7 @@ static unsigned long read_sysfs_ulong(dev_t rdev, const char *attr)
 	if (!f)
 		return 0;
 	if (fgets(buf, sizeof(buf), f))
-		val = strtoul(buf, NULL, 10);
+		val = strtoull(buf, NULL, 10);
 	fclose(f);
 	return val;
 }
@@ -49,9 +51,14 @@ static void dio_align(int fd, unsigned int *mem, unsigned int *offset)
 	}
 }
 
+static uint64_t clamp_dataless(unsigned long long bytes)
+{
+	return bytes > DM_DATALESS_MAX ? DM_DATALESS_MAX : bytes;
+}
+
 static int probe_blk(struct block_device *bdev, dev_t rdev)
 {
-	unsigned long kb;
+	unsigned long long kb, wz;
 	uint64_t size;
 	int lbs;
 
@@ -60,9 +67,15 @@ static int probe_blk(struct block_device *bdev, dev_t rdev)
 		return -errno;
 	bdev->size = size;
 	bdev->lbs = lbs > 0 ? (unsigned int)lbs : 512;
-	kb = read_sysfs_ulong(rdev, "max_sectors_kb");
+	kb = read_sysfs_ull(rdev, "max_sectors_kb");
 	bdev->max_bytes = kb ? (uint32_t)(kb > 4096 ? 4096 : kb) << 10
 			     : DM_FILE_MAX_BYTES;
+	/* No discard limit means no discard; without a write-zeroes limit
+	 * the kernel still zeroes, by writing. */
+	bdev->discard_max =
+		clamp_dataless(read_sysfs_ull(rdev, "discard_max_bytes"));
+	wz = read_sysfs_ull(rdev, "write_zeroes_max_bytes");
+	bdev->zeroes_max = clamp_dataless(wz ? wz : 64ull << 20);
 	return 0;
 }
 
@@ -124,6 +137,8 @@ DMIO_EXPORT struct block_device *dm_bdev_open(const char *spec,
 		bdev->size = (uint64_t)st.st_size;
 		bdev->lbs = 512;
 		bdev->max_bytes = DM_FILE_MAX_BYTES;
+		bdev->discard_max = DM_DATALESS_MAX;
+		bdev->zeroes_max = DM_DATALESS_MAX;
 	}
 
 	bdev->mem_align = 1;
@@ -138,12 +153,15 @@ DMIO_EXPORT struct block_device *dm_bdev_open(const char *spec,
 		bdev->mem_align = mem ? mem : bdev->lbs;
 	}
 	/* Submissions stay whole blocks and whole pages. */
+	bdev->discard_max &= ~(uint64_t)(bdev->lbs - 1);
+	bdev->zeroes_max &= ~(uint64_t)(bdev->lbs - 1);
 	bdev->max_bytes &= ~(uint32_t)(DM_PAGE_SIZE - 1);
 	bdev->max_bytes &= ~(uint32_t)(bdev->lbs - 1);
 	if (bdev->max_bytes < bdev->lbs || bdev->max_bytes < DM_PAGE_SIZE)
 		bdev->max_bytes =
 			bdev->lbs > DM_PAGE_SIZE ? bdev->lbs : DM_PAGE_SIZE;
 	atomic_init(&bdev->inflight, 0);
+	atomic_init(&bdev->no_zero_range, false);
 	return bdev;
 
 fail:

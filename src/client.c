@@ -1,24 +1,91 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Clients: a backend with its completion thread, a reserved pool, and the
- * count of requests whose callbacks have not yet returned, which destroy
- * waits for.
+ * Clients: a backend with its completion thread(s), a reserved pool, and
+ * the count of requests whose callbacks have not yet returned, which
+ * destroy waits for.  The backend is io_uring unless it cannot be set up
+ * here, or DMIO_BACKEND says otherwise; the client remembers why.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "dmio-internal.h"
 
 /* The reservation of a client made with dm_io_client_create(). */
 #define DM_CLIENT_RESERVE_PAGES 256
 
+/* The zero page that write-zeroes falls back to; never written. */
+static const char zero_page[DM_PAGE_SIZE] __attribute__((aligned(4096)));
+
+static unsigned int pool_threads(void)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	/* Enough blocking calls in flight to keep devices busy. */
+	if (cpus < 1)
+		cpus = 1;
+	return cpus > 8 ? 32 : (unsigned int)(cpus * 4);
+}
+
+static const char *uring_hint(int err)
+{
+	switch (err) {
+	case -EPERM:
+	case -EACCES:
+		return "blocked by kernel.io_uring_disabled or a seccomp "
+		       "profile";
+	case -ENOSYS:
+		return "this kernel has no io_uring";
+	case -ENOMEM:
+		return "out of locked memory";
+	default:
+		return "cannot be set up";
+	}
+}
+
+static struct dm_backend *pick_backend(struct dm_io_client *client, int *err)
+{
+	const char *want = getenv("DMIO_BACKEND");
+	struct dm_backend *be;
+
+	if (want && !strcmp(want, "threads")) {
+		snprintf(client->why, sizeof(client->why),
+			 "DMIO_BACKEND=threads");
+		return dm_threads_create(client, pool_threads(), err);
+	}
+	if (want && *want && strcmp(want, "io_uring")) {
+		*err = -EINVAL; /* a typo must not pick a backend silently */
+		return NULL;
+	}
+	be = dm_uring_create(client, err);
+	if (be) {
+		snprintf(client->why, sizeof(client->why), "%s",
+			 want ? "DMIO_BACKEND=io_uring"
+			      : "io_uring is available (the default)");
+		return be;
+	}
+	if (want)
+		return NULL; /* forced, and not available: say so */
+	snprintf(client->why, sizeof(client->why),
+		 "io_uring_setup failed with %s (%s)", strerror(-*err),
+		 uring_hint(*err));
+	return dm_threads_create(client, pool_threads(), err);
+}
+
 struct dm_io_client *dm_client_create(unsigned int reserve_pages)
 {
 	struct dm_io_client *client = calloc(1, sizeof(*client));
+	unsigned int i;
 	int err = -ENOMEM;
 
 	if (!client)
 		return NULL;
+	for (i = 0; i < DM_ZERO_IOV; i++) {
+		client->zero_iov[i].iov_base = (void *)zero_page;
+		client->zero_iov[i].iov_len = DM_PAGE_SIZE;
+	}
 	if (dm_pool_init(&client->pool))
 		goto fail_free;
 	err = dm_pool_reserve(&client->pool, reserve_pages);
@@ -30,8 +97,7 @@ struct dm_io_client *dm_client_create(unsigned int reserve_pages)
 	if (pthread_cond_init(&client->drained, NULL))
 		goto fail_lock;
 	atomic_init(&client->nr_requests, 0);
-	atomic_init(&client->destroy_deferred, false);
-	client->be = dm_uring_create(client, &err);
+	client->be = pick_backend(client, &err);
 	if (!client->be)
 		goto fail_cond;
 	return client;
@@ -53,8 +119,28 @@ DMIO_EXPORT struct dm_io_client *dm_io_client_create(void)
 	return dm_client_create(DM_CLIENT_RESERVE_PAGES);
 }
 
-void dm_client_free(struct dm_io_client *client)
+DMIO_EXPORT const char *dm_io_client_backend(const struct dm_io_client *client,
+					     const char **why)
 {
+	if (!client)
+		return NULL;
+	if (why)
+		*why = client->why;
+	return client->be->ops->name;
+}
+
+void dm_client_set_trace(struct dm_io_client *client, dm_trace_fn fn, void *ctx)
+{
+	client->trace_ctx = ctx;
+	client->trace = fn;
+}
+
+static void drain_and_free(struct dm_io_client *client)
+{
+	pthread_mutex_lock(&client->lock);
+	while (atomic_load(&client->nr_requests))
+		pthread_cond_wait(&client->drained, &client->lock);
+	pthread_mutex_unlock(&client->lock);
 	client->be->ops->destroy(client->be);
 	pthread_cond_destroy(&client->drained);
 	pthread_mutex_destroy(&client->lock);
@@ -62,27 +148,29 @@ void dm_client_free(struct dm_io_client *client)
 	free(client);
 }
 
-/* A backend's completion thread asks after each batch: has a destroy
- * asked from a callback become due?  Then it calls dm_client_free() and
- * exits. */
-bool dm_client_destroy_now(struct dm_io_client *client)
+static void *destroyer(void *arg)
 {
-	return atomic_load(&client->destroy_deferred) &&
-	       !atomic_load(&client->nr_requests);
+	drain_and_free(arg);
+	return NULL;
 }
 
 DMIO_EXPORT void dm_io_client_destroy(struct dm_io_client *client)
 {
+	pthread_attr_t attr;
+	pthread_t thread;
+
 	if (!client)
 		return;
-	if (dm_current_cb_client == client) {
-		/* Waiting here would wait for ourselves. */
-		atomic_store(&client->destroy_deferred, true);
+	if (dm_current_cb_client != client) {
+		drain_and_free(client);
 		return;
 	}
-	pthread_mutex_lock(&client->lock);
-	while (atomic_load(&client->nr_requests))
-		pthread_cond_wait(&client->drained, &client->lock);
-	pthread_mutex_unlock(&client->lock);
-	dm_client_free(client);
+	/* From one of the client's own callbacks, waiting here would wait
+	 * for ourselves: a thread of its own finishes the job once this
+	 * callback and the rest of the I/O are done.  Should no thread be
+	 * had, the client stays allocated: a leak, never a hang. */
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_create(&thread, &attr, destroyer, client);
+	pthread_attr_destroy(&attr);
 }

@@ -121,11 +121,31 @@ static void piece_fill(const struct dm_piece *p, size_t from, size_t to,
 	}
 }
 
+static void trace(struct dm_io_client *client, enum dm_trace_event ev,
+		  const struct dm_chunk *c, int res)
+{
+	if (client->trace)
+		client->trace(client->trace_ctx, ev, c, res);
+}
+
+/* Hand chunks to the backend that serves them. */
+void dm_submit(struct dm_io_client *client, struct dm_chunk *head)
+{
+	const struct dm_chunk *c;
+
+	if (client->trace)
+		for (c = head; c; c = c->next)
+			trace(client, DM_TRACE_SUBMIT, c, 0);
+	client->be->ops->submit(client->be, head);
+}
+
 static void chunk_end(struct dm_chunk *c, int err)
 {
 	struct dm_io *io = c->io;
 	const struct dm_piece *p = c->piece;
+	struct dm_chunk *dep = c->deps;
 
+	trace(io->client, DM_TRACE_END, c, err);
 	if (c->op == DM_CHUNK_READ) {
 		if (p->bounce)
 			piece_fill(p, 0, c->done, p->bounce);
@@ -138,35 +158,63 @@ static void chunk_end(struct dm_chunk *c, int err)
 	if (c->bdev)
 		atomic_fetch_sub_explicit(&c->bdev->inflight, 1,
 					  memory_order_release);
+	/* What waited for this chunk (a write after its PREFLUSH) goes now,
+	 * or fails with it: a write must not pass a flush that failed. */
+	if (dep && !err) {
+		dm_submit(io->client, dep);
+	} else {
+		while (dep) {
+			struct dm_chunk *next = dep->next;
+
+			chunk_end(dep, err);
+			dep = next;
+		}
+	}
 	if (atomic_fetch_sub_explicit(&io->pending, 1, memory_order_acq_rel) ==
 	    1)
 		io_end(io);
 }
 
 /*
- * A backend reports @res (bytes or -errno) for a chunk.  Returns true when
- * the chunk must be submitted again for the rest of its bytes (a short
- * transfer or an interrupted call); the chunk has then not ended.
+ * A backend reports @res (bytes, 0 for a data-less op, or -errno) for a
+ * chunk.  Returns true when the chunk must be submitted again (a short
+ * transfer, an interrupted call, a write-zeroes turned into writes); the
+ * chunk has then not ended.
  */
 bool dm_chunk_done(struct dm_chunk *c, int res)
 {
-	if (c->op == DM_CHUNK_NOP) {
-		chunk_end(c, 0);
-		return false;
-	}
-	if (res > 0) {
-		c->done += (size_t)res;
-		c->retries = 0;
-		if (c->done < c->piece->len)
+	switch (c->op) {
+	case DM_CHUNK_READ:
+	case DM_CHUNK_WRITE:
+	case DM_CHUNK_ZERO_WRITE:
+		if (res > 0) {
+			c->done += (uint64_t)res;
+			c->retries = 0;
+			if (c->done < c->len)
+				return true;
+			res = 0;
+		} else if (!res) {
+			/* Zero bytes: the device ended under us (a file
+			 * truncated since it was opened). */
+			res = -EIO;
+		}
+		break;
+	case DM_CHUNK_ZEROES:
+		if ((res == -EOPNOTSUPP || res == -EINVAL) &&
+		    !c->bdev->is_blk) {
+			/* The file system cannot zero a range: write zeroes,
+			 * and remember not to ask again. */
+			atomic_store(&c->bdev->no_zero_range, true);
+			c->op = DM_CHUNK_ZERO_WRITE;
 			return true;
-		chunk_end(c, 0);
-		return false;
+		}
+		break;
+	default:
+		break;
 	}
 	if ((res == -EINTR || res == -EAGAIN) && ++c->retries < MAX_RETRIES)
 		return true;
-	/* Zero bytes: the device ended under us (a file truncated since it
-	 * was opened). */
-	chunk_end(c, res ? res : -EIO);
+	chunk_end(c, res);
 	return false;
 }
 
@@ -174,9 +222,23 @@ bool dm_chunk_done(struct dm_chunk *c, int res)
 int dm_chunk_iov(struct dm_chunk *c, const struct iovec **iovp)
 {
 	const struct dm_piece *p = c->piece;
-	size_t skip = c->done;
+	uint64_t skip = c->done;
 	unsigned int i;
 
+	if (c->op == DM_CHUNK_ZERO_WRITE) {
+		uint64_t left = c->len - skip;
+
+		if (left >= DM_PAGE_SIZE) {
+			*iovp = c->io->client->zero_iov;
+			return left / DM_PAGE_SIZE < DM_ZERO_IOV
+				       ? (int)(left / DM_PAGE_SIZE)
+				       : DM_ZERO_IOV;
+		}
+		c->tail.iov_base = c->io->client->zero_iov[0].iov_base;
+		c->tail.iov_len = left;
+		*iovp = &c->tail;
+		return 1;
+	}
 	if (p->bounce) {
 		c->tail.iov_base = (char *)p->bounce + skip;
 		c->tail.iov_len = p->len - skip;
@@ -197,29 +259,6 @@ int dm_chunk_iov(struct dm_chunk *c, const struct iovec **iovp)
 	return 1;
 }
 
-/* Run a chunk to its end with plain system calls, on this thread. */
-void dm_chunk_exec(struct dm_chunk *c)
-{
-	for (;;) {
-		const struct iovec *iov;
-		ssize_t ret = 0;
-		int niov;
-
-		if (c->op != DM_CHUNK_NOP) {
-			niov = dm_chunk_iov(c, &iov);
-			ret = c->op == DM_CHUNK_READ
-				      ? preadv2(c->bdev->fd, iov, niov,
-						(off_t)(c->pos + c->done), 0)
-				      : pwritev2(c->bdev->fd, iov, niov,
-						 (off_t)(c->pos + c->done), 0);
-			if (ret < 0)
-				ret = -errno;
-		}
-		if (!dm_chunk_done(c, (int)ret))
-			return;
-	}
-}
-
 /* ---- planning ---- */
 
 /* Regions whose devices cut the buffer the same way share one shape, and
@@ -233,9 +272,13 @@ struct shape {
 };
 
 struct plan {
-	unsigned int nr_shapes, nr_pieces, nr_iov, nr_chunks, max_pieces;
-	int shape_of[DM_IO_MAX_REGIONS]; /* -1: no I/O for this region */
+	unsigned int op, flags;
+	unsigned int nr_shapes, nr_pieces, nr_iov, nr_chunks, max_parts;
+	int shape_of[DM_IO_MAX_REGIONS]; /* -1: no data for this region */
 	int early[DM_IO_MAX_REGIONS];	 /* an error found while planning */
+	bool flush[DM_IO_MAX_REGIONS];	 /* a flush goes first */
+	unsigned int parts[DM_IO_MAX_REGIONS]; /* chunks after the flush */
+	uint64_t step[DM_IO_MAX_REGIONS];      /* data-less chunk size */
 	struct shape shapes[DM_IO_MAX_REGIONS];
 };
 
@@ -262,10 +305,9 @@ static int check_request(const struct dm_io_request *req,
 		    r->sector + r->count > (UINT64_MAX >> SECTOR_SHIFT))
 			return -EINVAL;
 	}
-	if (op != DM_IO_OP_READ && op != DM_IO_OP_WRITE)
-		return -EOPNOTSUPP;
-	if (req->bi_opf & (DM_IO_FUA | DM_IO_PREFLUSH))
-		return -EOPNOTSUPP;
+	/* FUA and PREFLUSH qualify writes only. */
+	if (req->bi_opf & (DM_IO_FUA | DM_IO_PREFLUSH) && op != DM_IO_OP_WRITE)
+		return -EINVAL;
 	return 0;
 }
 
@@ -276,12 +318,19 @@ static int region_errno(const struct io_region *r, unsigned int op)
 	uint64_t start = r->sector << SECTOR_SHIFT;
 	uint64_t len = r->count << SECTOR_SHIFT;
 
-	if (op == DM_IO_OP_WRITE && b->flags & DM_BDEV_RDONLY)
+	bool dataless = op == DM_IO_OP_DISCARD || op == DM_IO_OP_WRITE_ZEROES;
+
+	if (op != DM_IO_OP_READ && b->flags & DM_BDEV_RDONLY)
 		return -EROFS;
 	if (start > b->size || len > b->size - start)
 		return -ENXIO;
-	if (b->direct && (start | len) & (b->lbs - 1))
+	/* O_DIRECT, and the block layer's own discard and zeroout, address
+	 * whole logical blocks. */
+	if ((b->direct || (dataless && b->is_blk)) &&
+	    (start | len) & (b->lbs - 1))
 		return -EINVAL;
+	if (op == DM_IO_OP_DISCARD && !b->discard_max)
+		return -EOPNOTSUPP;
 	return 0;
 }
 
@@ -374,21 +423,46 @@ static int walk(struct dpages dp, struct shape *sh, struct dm_piece *pieces,
 	return 0;
 }
 
-static int plan_request(struct plan *pl, unsigned int op,
+static int plan_request(struct plan *pl, unsigned int bi_opf,
 			unsigned int num_regions, const struct io_region *where,
 			const struct dpages *dp)
 {
-	unsigned int i, s;
+	unsigned int op = bi_opf & DM_IO_OP_MASK, i, s;
 	int ret;
 
 	memset(pl, 0, offsetof(struct plan, shapes));
+	pl->op = op;
+	pl->flags = bi_opf & ~DM_IO_OP_MASK;
 	for (i = 0; i < num_regions; i++) {
+		const struct io_region *r = &where[i];
+		uint64_t len = r->count << SECTOR_SHIFT;
+
 		pl->shape_of[i] = -1;
-		if (!where[i].count)
+		if (op == DM_IO_OP_FLUSH) {
+			/* The region names the device; its range is moot. */
+			pl->flush[i] = true;
+			pl->nr_chunks++;
 			continue;
-		pl->early[i] = region_errno(&where[i], op);
-		if (!pl->early[i])
-			pl->shape_of[i] = (int)shape_for(pl, &where[i]);
+		}
+		if (r->count)
+			pl->early[i] = region_errno(r, op);
+		if (pl->early[i])
+			continue;
+		if (pl->flags & DM_IO_PREFLUSH) {
+			pl->flush[i] = true;
+			pl->nr_chunks++;
+		}
+		if (!r->count)
+			continue;
+		if (op == DM_IO_OP_READ || op == DM_IO_OP_WRITE) {
+			pl->shape_of[i] = (int)shape_for(pl, r);
+			continue;
+		}
+		pl->step[i] = op == DM_IO_OP_DISCARD ? r->bdev->discard_max
+						     : r->bdev->zeroes_max;
+		pl->parts[i] =
+			(unsigned int)((len + pl->step[i] - 1) / pl->step[i]);
+		pl->nr_chunks += pl->parts[i];
 	}
 	for (s = 0; s < pl->nr_shapes; s++) {
 		struct shape *sh = &pl->shapes[s];
@@ -404,8 +478,12 @@ static int plan_request(struct plan *pl, unsigned int op,
 		pl->nr_pieces += sh->nr_pieces;
 		pl->nr_iov += sh->nr_iov;
 		pl->nr_chunks += sh->nr_pieces * sh->nr_regions;
-		if (sh->nr_pieces > pl->max_pieces)
-			pl->max_pieces = sh->nr_pieces;
+	}
+	for (i = 0; i < num_regions; i++) {
+		if (pl->shape_of[i] >= 0)
+			pl->parts[i] = pl->shapes[pl->shape_of[i]].nr_pieces;
+		if (pl->parts[i] > pl->max_parts)
+			pl->max_parts = pl->parts[i];
 	}
 	return 0;
 }
@@ -421,7 +499,7 @@ struct layout {
 static void layout_of(const struct plan *pl, unsigned int num_regions,
 		      struct layout *lo)
 {
-	unsigned int chunks = pl->nr_chunks ? pl->nr_chunks : 1;
+	unsigned int chunks = pl->nr_chunks ? pl->nr_chunks : 1; /* or a NOP */
 
 	lo->pieces = ALIGN_UP(sizeof(struct dm_io) +
 				      chunks * sizeof(struct dm_chunk),
@@ -471,45 +549,91 @@ static struct dm_io *alloc_io(struct dm_io_client *client,
 	return io;
 }
 
-static void build_chunks(struct dm_io *io, const struct plan *pl,
-			 unsigned int op, const struct io_region *where)
+static const enum dm_chunk_op chunk_op_of[] = {
+	[DM_IO_OP_READ] = DM_CHUNK_READ,
+	[DM_IO_OP_WRITE] = DM_CHUNK_WRITE,
+	[DM_IO_OP_FLUSH] = DM_CHUNK_FLUSH,
+	[DM_IO_OP_DISCARD] = DM_CHUNK_DISCARD,
+	[DM_IO_OP_WRITE_ZEROES] = DM_CHUNK_ZEROES,
+};
+
+static struct dm_chunk *new_chunk(struct dm_io *io, struct block_device *bdev,
+				  unsigned int region, enum dm_chunk_op op)
 {
-	unsigned int p, i, n = 0;
+	struct dm_chunk *c = &io->chunks[io->nr_chunks++];
 
-	/* Piece-major, so that every leg of a mirror makes progress at once. */
-	for (p = 0; p < pl->max_pieces; p++) {
+	c->io = io;
+	c->bdev = bdev;
+	c->region = region;
+	c->op = op;
+	if (bdev)
+		atomic_fetch_add_explicit(&bdev->inflight, 1,
+					  memory_order_relaxed);
+	return c;
+}
+
+/* Make the chunks; returns the list to submit now.  A region's chunks that
+ * must wait for its PREFLUSH hang off that flush instead. */
+static struct dm_chunk *build_chunks(struct dm_io *io, const struct plan *pl,
+				     const struct io_region *where)
+{
+	struct dm_chunk *head = NULL, **tail = &head, *c;
+	struct dm_chunk **dep_tail[DM_IO_MAX_REGIONS];
+	unsigned int p, i;
+
+	for (i = 0; i < io->nr_regions; i++) {
+		if (!pl->flush[i])
+			continue;
+		c = new_chunk(io, where[i].bdev, i, DM_CHUNK_FLUSH);
+		*tail = c;
+		tail = &c->next;
+		dep_tail[i] = &c->deps;
+	}
+	/* Part-major, so that every leg of a mirror makes progress at once. */
+	for (p = 0; p < pl->max_parts; p++) {
 		for (i = 0; i < io->nr_regions; i++) {
-			const struct shape *sh;
-			struct dm_chunk *c;
+			struct block_device *bdev = where[i].bdev;
+			uint64_t start = where[i].sector << SECTOR_SHIFT;
+			uint64_t len = where[i].count << SECTOR_SHIFT;
+			enum dm_chunk_op op = chunk_op_of[pl->op];
 
-			if (pl->shape_of[i] < 0)
+			if (p >= pl->parts[i])
 				continue;
-			sh = &pl->shapes[pl->shape_of[i]];
-			if (p >= sh->nr_pieces)
-				continue;
-			c = &io->chunks[n];
-			c->io = io;
-			c->bdev = where[i].bdev;
-			c->piece = &io->pieces[sh->first_piece + p];
-			c->pos = (where[i].sector << SECTOR_SHIFT) +
-				 c->piece->buf_off;
-			c->region = i;
-			c->op = op == DM_IO_OP_READ ? DM_CHUNK_READ
-						    : DM_CHUNK_WRITE;
-			c->next = ++n < pl->nr_chunks ? &io->chunks[n] : NULL;
-			atomic_fetch_add_explicit(&c->bdev->inflight, 1,
-						  memory_order_relaxed);
+			if (op == DM_CHUNK_ZEROES &&
+			    atomic_load(&bdev->no_zero_range))
+				op = DM_CHUNK_ZERO_WRITE;
+			c = new_chunk(io, bdev, i, op);
+			if (pl->shape_of[i] >= 0) {
+				const struct shape *sh =
+					&pl->shapes[pl->shape_of[i]];
+
+				c->piece = &io->pieces[sh->first_piece + p];
+				c->pos = start + c->piece->buf_off;
+				c->len = c->piece->len;
+			} else {
+				c->pos = start + p * pl->step[i];
+				c->len = len - p * pl->step[i] < pl->step[i]
+						 ? len - p * pl->step[i]
+						 : pl->step[i];
+			}
+			if (pl->flags & DM_IO_FUA)
+				c->flags |= DM_CHUNK_FUA;
+			if (pl->flush[i]) {
+				*dep_tail[i] = c;
+				dep_tail[i] = &c->next;
+			} else {
+				*tail = c;
+				tail = &c->next;
+			}
 		}
 	}
-	if (!n) {
+	if (!io->nr_chunks) {
 		/* Nothing to issue: a no-op still completes the request on
 		 * the completion thread, like any other. */
-		io->chunks[0].io = io;
-		io->chunks[0].op = DM_CHUNK_NOP;
-		n = 1;
+		head = new_chunk(io, NULL, 0, DM_CHUNK_NOP);
 	}
-	io->nr_chunks = n;
-	atomic_init(&io->pending, n);
+	atomic_init(&io->pending, io->nr_chunks);
+	return head;
 }
 
 static void fill_bounces(struct dm_io *io)
@@ -539,6 +663,7 @@ DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
 	struct layout lo;
 	struct plan pl;
 	struct dpages dp = {0};
+	struct dm_chunk *head;
 	struct dm_io *io;
 	unsigned int op, i;
 	unsigned long early_bits = 0;
@@ -553,10 +678,13 @@ DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
 	op = req->bi_opf & DM_IO_OP_MASK;
 	if (sync && dm_current_cb_client == client)
 		return -EDEADLK;
-	ret = dp_init(&dp, &req->mem);
-	if (ret)
-		return ret;
-	ret = plan_request(&pl, op, num_regions, where, &dp);
+	/* Data-less operations ignore the memory. */
+	if (op == DM_IO_OP_READ || op == DM_IO_OP_WRITE) {
+		ret = dp_init(&dp, &req->mem);
+		if (ret)
+			return ret;
+	}
+	ret = plan_request(&pl, req->bi_opf, num_regions, where, &dp);
 	if (ret)
 		return ret;
 	for (i = 0; i < num_regions; i++)
@@ -577,14 +705,13 @@ DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
 		    dm_pool_wait(&client->pool, gen))
 			return -ENOMEM;
 	}
-	io->op = req->bi_opf;
 	io->ioprio = req->ioprio;
 	io->nr_regions = num_regions;
 	io->out_errors = req->region_errors;
 	for (i = 0; i < num_regions; i++)
 		atomic_init(&io->errs[i], pl.early[i]);
 	atomic_init(&io->error_bits, early_bits);
-	build_chunks(io, &pl, op, where);
+	head = build_chunks(io, &pl, where);
 	if (op == DM_IO_OP_WRITE)
 		fill_bounces(io);
 
@@ -598,9 +725,9 @@ DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
 				  memory_order_relaxed);
 	/* A lone synchronous chunk runs here: no thread hand-off at all. */
 	if (sync && io->nr_chunks == 1 && !io->ioprio)
-		dm_chunk_exec(&io->chunks[0]);
+		dm_chunk_exec(head);
 	else
-		client->be->ops->submit(client->be, &io->chunks[0]);
+		dm_submit(client, head);
 	if (!sync)
 		return 0;
 	sync_wait(&waiter);

@@ -22,14 +22,17 @@
 
 struct block_device {
 	int fd;
-	unsigned int flags;	/* DM_BDEV_* as asked */
-	bool is_blk;		/* a block device, not a regular file */
-	bool direct;		/* opened O_DIRECT: alignment rules apply */
-	uint64_t size;		/* bytes, read at open */
-	unsigned int lbs;	/* logical block size */
-	unsigned int mem_align; /* O_DIRECT buffer alignment */
-	uint32_t max_bytes;	/* largest single submission */
-	atomic_uint inflight;	/* chunks issued and not completed */
+	unsigned int flags;	   /* DM_BDEV_* as asked */
+	bool is_blk;		   /* a block device, not a regular file */
+	bool direct;		   /* opened O_DIRECT: alignment rules apply */
+	uint64_t size;		   /* bytes, read at open */
+	unsigned int lbs;	   /* logical block size */
+	unsigned int mem_align;	   /* O_DIRECT buffer alignment */
+	uint32_t max_bytes;	   /* largest single submission */
+	uint64_t discard_max;	   /* bytes per discard; 0: cannot discard */
+	uint64_t zeroes_max;	   /* bytes per write-zeroes */
+	atomic_bool no_zero_range; /* fallocate(ZERO_RANGE) said no: write */
+	atomic_uint inflight;	   /* chunks issued and not completed */
 	char name[];
 };
 
@@ -77,8 +80,15 @@ int dm_pool_wait(struct dm_pool *pool, unsigned long gen);
 enum dm_chunk_op {
 	DM_CHUNK_READ,
 	DM_CHUNK_WRITE,
-	DM_CHUNK_NOP, /* completes a request with no I/O on the right thread */
+	DM_CHUNK_FLUSH,	     /* fdatasync */
+	DM_CHUNK_DISCARD,    /* BLKDISCARD, or punch a hole in a file */
+	DM_CHUNK_ZEROES,     /* fallocate(ZERO_RANGE), BLKZEROOUT on devices */
+	DM_CHUNK_ZERO_WRITE, /* writes from the shared zero page */
+	DM_CHUNK_NOP,	     /* completes a request with no I/O, on the
+				completion thread like any other */
 };
+
+#define DM_CHUNK_FUA (1u << 0) /* write durably: RWF_DSYNC */
 
 /* A stretch of the buffer, planned once and shared by every region whose
  * device splits it the same way: the iovecs are not copied per region. */
@@ -90,16 +100,19 @@ struct dm_piece {
 	void *bounce; /* aligned copy used instead of iov, or NULL */
 };
 
-/* One submission: a piece on one region. */
+/* One submission: a piece of one region, or a data-less operation. */
 struct dm_chunk {
 	struct dm_io *io;
 	struct dm_chunk *next; /* backend queues */
+	struct dm_chunk *deps; /* issued once this one succeeds (PREFLUSH) */
 	struct block_device *bdev;
-	const struct dm_piece *piece;
-	uint64_t pos; /* device byte offset of the piece */
-	size_t done;  /* bytes already transferred */
+	const struct dm_piece *piece; /* data ops only */
+	uint64_t pos;		      /* device byte offset */
+	uint64_t len;
+	uint64_t done; /* bytes already transferred */
 	unsigned int region;
 	enum dm_chunk_op op;
+	unsigned int flags;   /* DM_CHUNK_* */
 	unsigned int retries; /* resubmissions that made no progress */
 	struct iovec tail;    /* a partly transferred segment's rest */
 };
@@ -114,7 +127,6 @@ struct dm_io {
 	struct dm_io_client *client;
 	atomic_uint pending; /* chunks not yet completed */
 	atomic_ulong error_bits;
-	unsigned int op; /* bi_opf */
 	unsigned short ioprio;
 	unsigned int nr_regions;
 	unsigned int nr_chunks;
@@ -123,9 +135,8 @@ struct dm_io {
 	io_notify_fn fn;
 	void *context;
 	struct dm_sync_wait *waiter;
-	unsigned long *out_bits; /* sync: where the bitset goes */
-	int *out_errors;	 /* region_errors, or NULL */
-	atomic_int *errs;	 /* first errno per region */
+	int *out_errors;  /* region_errors, or NULL */
+	atomic_int *errs; /* first errno per region */
 	struct dm_piece *pieces;
 	struct dm_chunk chunks[];
 };
@@ -140,9 +151,7 @@ struct dm_backend_ops {
 	 * complete, so callbacks may submit.  Completion is reported through
 	 * dm_chunk_done() on a thread the backend owns. */
 	void (*submit)(struct dm_backend *be, struct dm_chunk *head);
-	/* Stop the completion thread(s) and free; nothing may be in flight.
-	 * Called on a thread of its own, or from the backend's own completion
-	 * thread for a deferred destroy (then it must not join itself). */
+	/* Stop the backend's threads and free it; nothing is in flight. */
 	void (*destroy)(struct dm_backend *be);
 };
 
@@ -152,16 +161,31 @@ struct dm_backend {
 };
 
 struct dm_backend *dm_uring_create(struct dm_io_client *client, int *err);
+struct dm_backend *dm_threads_create(struct dm_io_client *client,
+				     unsigned int nr_threads, int *err);
 
 /* ---- the client ---- */
+
+#define DM_ZERO_IOV 256 /* zero-page iovecs: 1 MiB of zeroes per call */
+
+/* An observer of every chunk, for white-box tests (not exported). */
+enum dm_trace_event {
+	DM_TRACE_SUBMIT,
+	DM_TRACE_END
+};
+typedef void (*dm_trace_fn)(void *ctx, enum dm_trace_event ev,
+			    const struct dm_chunk *c, int res);
 
 struct dm_io_client {
 	struct dm_backend *be;
 	struct dm_pool pool;
 	pthread_mutex_t lock;
 	pthread_cond_t drained;
-	atomic_ulong nr_requests;     /* accepted and not yet fully notified */
-	atomic_bool destroy_deferred; /* destroy asked from a callback */
+	atomic_ulong nr_requests; /* accepted and not yet fully notified */
+	char why[160];		  /* why this backend runs */
+	dm_trace_fn trace;
+	void *trace_ctx;
+	struct iovec zero_iov[DM_ZERO_IOV];
 };
 
 /* Set on a client's completion threads: a sync call from there would wait
@@ -169,12 +193,14 @@ struct dm_io_client {
 extern _Thread_local struct dm_io_client *dm_current_cb_client;
 
 struct dm_io_client *dm_client_create(unsigned int reserve_pages);
-bool dm_client_destroy_now(struct dm_io_client *client);
-void dm_client_free(struct dm_io_client *client);
+void dm_client_set_trace(struct dm_io_client *client, dm_trace_fn fn,
+			 void *ctx);
 
 /* Engine entry points for backends. */
+void dm_submit(struct dm_io_client *client, struct dm_chunk *head);
 bool dm_chunk_done(struct dm_chunk *chunk, int res);
 int dm_chunk_iov(struct dm_chunk *chunk, const struct iovec **iov);
+int dm_chunk_syscall(struct dm_chunk *chunk);
 void dm_chunk_exec(struct dm_chunk *chunk);
 
 #endif /* DMIO_INTERNAL_H */

@@ -8,12 +8,18 @@
  * a full ring, without waiting for itself.
  */
 #include <errno.h>
+#include <linux/falloc.h>
 #include <liburing.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "dmio-internal.h"
+
+#ifndef BLOCK_URING_CMD_DISCARD
+#define BLOCK_URING_CMD_DISCARD _IO(0x12, 0) /* <linux/blkdev.h>, 6.12 */
+#endif
 
 #define SQ_ENTRIES   256
 #define CQ_ENTRIES   1024
@@ -22,39 +28,95 @@
 struct dm_uring {
 	struct dm_backend be;
 	struct io_uring ring;
-	pthread_mutex_t lock; /* the SQ, inflight and the pending list */
+	pthread_mutex_t lock; /* the SQ, inflight, pending and helpers */
 	unsigned int inflight;
 	struct dm_chunk *pending, **pending_tail;
 	pthread_t thread;
+	/* Block-device discard as a uring command (Linux 6.12): 0 untried,
+	 * 1 works, -1 absent, and then helper threads issue BLKDISCARD. */
+	atomic_int cmd_discard;
+	struct dm_backend *helpers;
 };
 
 #define to_uring(b) ((struct dm_uring *)(b))
 
 static void prep(struct io_uring_sqe *sqe, struct dm_chunk *c)
 {
+	int fd = c->bdev ? c->bdev->fd : -1;
+	off_t off = (off_t)(c->pos + c->done);
 	const struct iovec *iov;
 	int niov;
 
-	if (c->op == DM_CHUNK_NOP) {
-		io_uring_prep_nop(sqe);
-	} else {
-		off_t off = (off_t)(c->pos + c->done);
-		int fd = c->bdev->fd;
-
+	switch (c->op) {
+	case DM_CHUNK_READ:
+	case DM_CHUNK_WRITE:
+	case DM_CHUNK_ZERO_WRITE:
 		niov = dm_chunk_iov(c, &iov);
-		if (niov == 1 && c->op == DM_CHUNK_READ)
+		if (c->op == DM_CHUNK_READ && niov == 1)
 			io_uring_prep_read(sqe, fd, iov->iov_base,
-					   (unsigned)iov->iov_len, off);
+					   (unsigned int)iov->iov_len, off);
+		else if (c->op == DM_CHUNK_READ)
+			io_uring_prep_readv(sqe, fd, iov, (unsigned int)niov,
+					    off);
 		else if (niov == 1)
 			io_uring_prep_write(sqe, fd, iov->iov_base,
-					    (unsigned)iov->iov_len, off);
-		else if (c->op == DM_CHUNK_READ)
-			io_uring_prep_readv(sqe, fd, iov, (unsigned)niov, off);
+					    (unsigned int)iov->iov_len, off);
 		else
-			io_uring_prep_writev(sqe, fd, iov, (unsigned)niov, off);
+			io_uring_prep_writev(sqe, fd, iov, (unsigned int)niov,
+					     off);
+		if (c->flags & DM_CHUNK_FUA)
+			sqe->rw_flags = RWF_DSYNC;
 		sqe->ioprio = c->io->ioprio;
+		break;
+	case DM_CHUNK_FLUSH:
+		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+		break;
+	case DM_CHUNK_DISCARD:
+		if (c->bdev->is_blk) {
+			io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, NULL, 0,
+					 0);
+			sqe->cmd_op = BLOCK_URING_CMD_DISCARD;
+			sqe->addr = c->pos;
+			sqe->addr3 = c->len;
+		} else {
+			io_uring_prep_fallocate(sqe, fd,
+						FALLOC_FL_PUNCH_HOLE |
+							FALLOC_FL_KEEP_SIZE,
+						off, (off_t)c->len);
+		}
+		break;
+	case DM_CHUNK_ZEROES:
+		/* On a block device this is BLKZEROOUT, made asynchronous. */
+		io_uring_prep_fallocate(
+			sqe, fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+			off, (off_t)c->len);
+		break;
+	case DM_CHUNK_NOP:
+		io_uring_prep_nop(sqe);
+		break;
 	}
 	io_uring_sqe_set_data(sqe, c);
+}
+
+/* Block-device discards go to helper threads when the kernel has no
+ * discard command; they are made on first need. */
+static bool to_helpers(struct dm_uring *u, struct dm_chunk *c)
+{
+	int err = 0;
+
+	if (c->op != DM_CHUNK_DISCARD || !c->bdev->is_blk ||
+	    atomic_load(&u->cmd_discard) >= 0)
+		return false;
+	pthread_mutex_lock(&u->lock);
+	if (!u->helpers)
+		u->helpers = dm_threads_create(u->be.client, 2, &err);
+	pthread_mutex_unlock(&u->lock);
+	c->next = NULL;
+	if (u->helpers)
+		u->helpers->ops->submit(u->helpers, c);
+	else
+		dm_chunk_done(c, err);
+	return true;
 }
 
 /* Make filled entries visible to the kernel; the caller holds the lock. */
@@ -115,20 +177,45 @@ static void enter(struct dm_uring *u, unsigned int n)
 static void uring_submit(struct dm_backend *be, struct dm_chunk *head)
 {
 	struct dm_uring *u = to_uring(be);
+	struct dm_chunk **link = &head;
 	unsigned int n;
 
+	if (atomic_load(&u->cmd_discard) < 0) {
+		while (*link) {
+			struct dm_chunk *c = *link, *next = c->next;
+
+			if (to_helpers(u, c))
+				*link = next;
+			else
+				link = &c->next;
+		}
+	}
 	pthread_mutex_lock(&u->lock);
 	n = fill_locked(u, head);
 	pthread_mutex_unlock(&u->lock);
 	enter(u, n);
 }
 
+/* The first block-device discard tells whether the kernel has the uring
+ * command; false sends it to the helpers instead. */
+static bool discard_probed(struct dm_uring *u, int res)
+{
+	int expected = 0;
+
+	if (atomic_load(&u->cmd_discard) > 0)
+		return true;
+	/* The device can discard (or it would not have been issued), so
+	 * EOPNOTSUPP here means the kernel lacks the command. */
+	atomic_compare_exchange_strong(&u->cmd_discard, &expected,
+				       res == -EOPNOTSUPP ? -1 : 1);
+	return atomic_load(&u->cmd_discard) > 0;
+}
+
 static void *reaper(void *arg)
 {
 	struct dm_uring *u = arg;
-	struct dm_io_client *client = u->be.client;
 
-	dm_current_cb_client = client;
+	dm_current_cb_client = u->be.client;
 	for (;;) {
 		struct dm_chunk *again = NULL, **tail = &again;
 		struct io_uring_cqe *cqe;
@@ -156,6 +243,10 @@ static void *reaper(void *arg)
 			n++;
 			if (!c) {
 				stop = true;
+			} else if (c->op == DM_CHUNK_DISCARD &&
+				   c->bdev->is_blk &&
+				   !discard_probed(u, cqe->res)) {
+				to_helpers(u, c);
 			} else if (dm_chunk_done(c, cqe->res)) {
 				*tail = c;
 				tail = &c->next;
@@ -171,38 +262,30 @@ static void *reaper(void *arg)
 
 		if (stop)
 			return NULL;
-		if (dm_client_destroy_now(client)) {
-			dm_client_free(client);
-			return NULL;
-		}
 	}
 }
 
 static void uring_destroy(struct dm_backend *be)
 {
 	struct dm_uring *u = to_uring(be);
+	struct dm_chunk *stop = NULL;
+	struct io_uring_sqe *sqe;
 
-	if (pthread_equal(pthread_self(), u->thread)) {
-		/* A destroy asked from a callback: the reaper is us. */
-		pthread_detach(u->thread);
-	} else {
-		struct dm_chunk *stop = NULL;
-		struct io_uring_sqe *sqe;
-
-		pthread_mutex_lock(&u->lock);
-		while (!(sqe = io_uring_get_sqe(&u->ring))) {
-			pthread_mutex_unlock(&u->lock);
-			sched_yield();
-			pthread_mutex_lock(&u->lock);
-		}
-		io_uring_prep_nop(sqe);
-		io_uring_sqe_set_data(sqe, stop);
-		u->inflight++;
-		flush_sq(u);
+	pthread_mutex_lock(&u->lock);
+	while (!(sqe = io_uring_get_sqe(&u->ring))) {
 		pthread_mutex_unlock(&u->lock);
-		enter(u, 1);
-		pthread_join(u->thread, NULL);
+		sched_yield();
+		pthread_mutex_lock(&u->lock);
 	}
+	io_uring_prep_nop(sqe);
+	io_uring_sqe_set_data(sqe, stop);
+	u->inflight++;
+	flush_sq(u);
+	pthread_mutex_unlock(&u->lock);
+	enter(u, 1);
+	pthread_join(u->thread, NULL);
+	if (u->helpers)
+		u->helpers->ops->destroy(u->helpers);
 	io_uring_queue_exit(&u->ring);
 	pthread_mutex_destroy(&u->lock);
 	free(u);
@@ -259,6 +342,7 @@ struct dm_backend *dm_uring_create(struct dm_io_client *client, int *err)
 	u->be.ops = &uring_ops;
 	u->be.client = client;
 	u->pending_tail = &u->pending;
+	atomic_init(&u->cmd_discard, 0);
 	ret = -pthread_mutex_init(&u->lock, NULL);
 	if (!ret)
 		ret = -pthread_create(&u->thread, NULL, reaper, u);

@@ -124,9 +124,12 @@ struct dm_io_client; /* opaque: a ring, a completion thread, reserved memory */
 
 /*
  * dm_io_client_create - a client with its own completion thread and a
- * modest reservation of its own (no dm_io_get() needed).
- * Returns the client, or NULL with errno set (ENOMEM, or why no I/O
- * backend could be set up).
+ * modest reservation of its own (no dm_io_get() needed).  The backend is
+ * io_uring where it works, else a thread pool; DMIO_BACKEND=io_uring or
+ * =threads in the environment forces one.
+ * Returns the client, or NULL with errno set: ENOMEM; EINVAL for an
+ * unknown DMIO_BACKEND value; the io_uring_setup(2) error (EPERM, ENOSYS)
+ * when DMIO_BACKEND=io_uring and io_uring is unavailable.
  */
 struct dm_io_client *dm_io_client_create(void);
 
@@ -137,6 +140,16 @@ struct dm_io_client *dm_io_client_create(void);
  * the remaining I/O has drained.  NULL is ignored.
  */
 void dm_io_client_destroy(struct dm_io_client *client);
+
+/*
+ * dm_io_client_backend - the backend that runs @client's I/O: "io_uring",
+ * or "threads" (system calls on a thread pool, used when io_uring is
+ * disabled or blocked here, or when the environment variable DMIO_BACKEND
+ * is "threads").  When @why is not NULL it receives a sentence saying why
+ * (valid as long as the client).  Returns NULL for a NULL client.
+ */
+const char *dm_io_client_backend(const struct dm_io_client *client,
+				 const char **why);
 
 /* bi_opf: one op | flags */
 #define DM_IO_OP_READ	      0

@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The system-call backend: each chunk runs as plain preadv2/pwritev2,
+ * fdatasync, fallocate or a block ioctl.  The same executor serves a lone
+ * synchronous chunk on the caller's own thread, the thread-pool backend
+ * (for when io_uring is disabled or blocked), and io_uring's helpers for
+ * what a kernel's io_uring cannot do.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "dmio-internal.h"
+
+/* Bytes moved, 0 for a data-less success, or -errno. */
+int dm_chunk_syscall(struct dm_chunk *c)
+{
+	const struct block_device *b = c->bdev;
+	off_t off = (off_t)(c->pos + c->done);
+	uint64_t range[2] = {c->pos, c->len};
+	const struct iovec *iov;
+	ssize_t ret;
+	int niov;
+
+	switch (c->op) {
+	case DM_CHUNK_READ:
+		niov = dm_chunk_iov(c, &iov);
+		ret = preadv2(b->fd, iov, niov, off, 0);
+		break;
+	case DM_CHUNK_WRITE:
+	case DM_CHUNK_ZERO_WRITE:
+		niov = dm_chunk_iov(c, &iov);
+		ret = pwritev2(b->fd, iov, niov, off,
+			       c->flags & DM_CHUNK_FUA ? RWF_DSYNC : 0);
+		break;
+	case DM_CHUNK_FLUSH:
+		ret = fdatasync(b->fd);
+		break;
+	case DM_CHUNK_DISCARD:
+		ret = b->is_blk ? ioctl(b->fd, BLKDISCARD, range)
+				: fallocate(b->fd,
+					    FALLOC_FL_PUNCH_HOLE |
+						    FALLOC_FL_KEEP_SIZE,
+					    off, (off_t)c->len);
+		break;
+	case DM_CHUNK_ZEROES:
+		ret = b->is_blk ? ioctl(b->fd, BLKZEROOUT, range)
+				: fallocate(b->fd,
+					    FALLOC_FL_ZERO_RANGE |
+						    FALLOC_FL_KEEP_SIZE,
+					    off, (off_t)c->len);
+		break;
+	default:
+		ret = 0;
+		break;
+	}
+	return ret < 0 ? -errno : (int)ret;
+}
+
+/* Run a chunk to its end on this thread. */
+void dm_chunk_exec(struct dm_chunk *c)
+{
+	while (dm_chunk_done(c, dm_chunk_syscall(c)))
+		;
+}
+
+struct dm_threads {
+	struct dm_backend be;
+	pthread_mutex_t lock;
+	pthread_cond_t work;
+	struct dm_chunk *head, **tail;
+	bool stop;
+	unsigned int nr_threads;
+	pthread_t threads[];
+};
+
+#define to_threads(b) ((struct dm_threads *)(b))
+
+static void *worker(void *arg)
+{
+	struct dm_threads *t = arg;
+	unsigned short prio = 0;
+
+	dm_current_cb_client = t->be.client;
+	pthread_mutex_lock(&t->lock);
+	for (;;) {
+		struct dm_chunk *c;
+
+		while (!t->head && !t->stop)
+			pthread_cond_wait(&t->work, &t->lock);
+		c = t->head;
+		if (!c)
+			break;
+		t->head = c->next;
+		if (!t->head)
+			t->tail = &t->head;
+		pthread_mutex_unlock(&t->lock);
+
+		/* I/O priority belongs to the thread that issues the I/O. */
+		if (c->io->ioprio != prio) {
+			prio = c->io->ioprio;
+			syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0,
+				prio);
+		}
+		dm_chunk_exec(c);
+		pthread_mutex_lock(&t->lock);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return NULL;
+}
+
+static void threads_submit(struct dm_backend *be, struct dm_chunk *head)
+{
+	struct dm_threads *t = to_threads(be);
+	unsigned int n = 0;
+
+	pthread_mutex_lock(&t->lock);
+	*t->tail = head;
+	for (; head; head = head->next) {
+		t->tail = &head->next;
+		n++;
+	}
+	if (n == 1)
+		pthread_cond_signal(&t->work);
+	else
+		pthread_cond_broadcast(&t->work);
+	pthread_mutex_unlock(&t->lock);
+}
+
+static void threads_stop(struct dm_threads *t, unsigned int started)
+{
+	unsigned int i;
+
+	pthread_mutex_lock(&t->lock);
+	t->stop = true;
+	pthread_cond_broadcast(&t->work);
+	pthread_mutex_unlock(&t->lock);
+	for (i = 0; i < started; i++)
+		pthread_join(t->threads[i], NULL);
+	pthread_cond_destroy(&t->work);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
+static void threads_destroy(struct dm_backend *be)
+{
+	struct dm_threads *t = to_threads(be);
+
+	threads_stop(t, t->nr_threads);
+}
+
+static const struct dm_backend_ops threads_ops = {
+	.name = "threads",
+	.submit = threads_submit,
+	.destroy = threads_destroy,
+};
+
+struct dm_backend *dm_threads_create(struct dm_io_client *client,
+				     unsigned int nr_threads, int *err)
+{
+	struct dm_threads *t;
+	unsigned int i;
+	int ret;
+
+	t = calloc(1, sizeof(*t) + nr_threads * sizeof(pthread_t));
+	if (!t) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	t->be.ops = &threads_ops;
+	t->be.client = client;
+	t->tail = &t->head;
+	t->nr_threads = nr_threads;
+	if (pthread_mutex_init(&t->lock, NULL)) {
+		free(t);
+		*err = -ENOMEM;
+		return NULL;
+	}
+	pthread_cond_init(&t->work, NULL);
+	for (i = 0; i < nr_threads; i++) {
+		ret = pthread_create(&t->threads[i], NULL, worker, t);
+		if (ret) {
+			threads_stop(t, i);
+			*err = -ret;
+			return NULL;
+		}
+	}
+	return &t->be;
+}
