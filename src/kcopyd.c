@@ -1,0 +1,546 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * kcopyd: copy one region to many, built on the public dm_io() API only.
+ *
+ * A job is cut into sub-jobs.  Each sub-job takes one buffer from the
+ * client's reserve, reads the source into it, then writes it to every
+ * destination with one multi-region dm_io(); the buffer goes back when
+ * that write completes.  The client's thread hands out buffers (jobs wait
+ * when they run out) and calls the notify functions, one at a time.  I/O
+ * completions arrive on dm-io's threads and only take the client's lock.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <dmio/dm-kcopyd.h>
+
+#include "dmio-internal.h"
+
+#define DEFAULT_SUB_JOB_SECTORS 1024 /* 512 KiB, as in the kernel */
+#define DEFAULT_SUB_JOBS	8
+#define MAX_SUB_JOB_SECTORS	32768
+#define MAX_SUB_JOBS		64
+#define KNOWN_FLAGS		(1u << DM_KCOPYD_IGNORE_ERROR | 1u << DM_KCOPYD_WRITE_SEQ)
+
+struct kjob;
+
+struct sub_job {
+	struct kjob *job;
+	struct sub_job *next; /* free list, or a WRITE_SEQ job's ready list */
+	sector_t off;	      /* into the job */
+	sector_t count;
+	void *buf;
+};
+
+struct kjob {
+	struct dm_kcopyd_client *kc;
+	struct kjob *next; /* the client's active or complete list */
+	struct io_region from;
+	unsigned int num_dests;
+	struct io_region dests[DM_KCOPYD_MAX_REGIONS];
+	unsigned int flags;
+	dm_kcopyd_notify_fn fn;
+	void *context;
+	sector_t count;	    /* sectors to copy */
+	sector_t next_off;  /* the next sub-job to start */
+	sector_t write_off; /* WRITE_SEQ: the next write allowed out */
+	unsigned int inflight;
+	bool failed; /* no more sub-jobs */
+	int read_err;
+	unsigned long write_err;
+	struct sub_job *ready; /* WRITE_SEQ: read, waiting for their turn */
+};
+
+struct dm_kcopyd_client {
+	struct dm_io_client *io;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake; /* for the thread: work to do */
+	pthread_cond_t idle; /* for destroy: no jobs left */
+	struct kjob *active, **active_tail;
+	struct kjob *complete, **complete_tail;
+	unsigned long nr_jobs; /* accepted, not yet notified */
+	bool stop;
+	sector_t sub_job_sectors;
+	unsigned int sub_jobs_per_job;
+	void *buffers;
+	struct sub_job *free_subs;
+	struct sub_job subs[];
+};
+
+static _Thread_local struct dm_kcopyd_client *current_kc;
+
+/* ---- ending sub-jobs and jobs (the client's lock held) ---- */
+
+static void job_complete_locked(struct kjob *job)
+{
+	struct dm_kcopyd_client *kc = job->kc;
+	struct kjob **link;
+
+	for (link = &kc->active; *link; link = &(*link)->next) {
+		if (*link == job) {
+			*link = job->next;
+			if (!*link)
+				kc->active_tail = link;
+			break;
+		}
+	}
+	job->next = NULL;
+	*kc->complete_tail = job;
+	kc->complete_tail = &job->next;
+}
+
+static void sub_end_locked(struct sub_job *sj)
+{
+	struct kjob *job = sj->job;
+	struct dm_kcopyd_client *kc = job->kc;
+
+	sj->next = kc->free_subs;
+	kc->free_subs = sj;
+	job->inflight--;
+	if (!job->inflight && (job->failed || job->next_off == job->count))
+		job_complete_locked(job);
+	pthread_cond_signal(&kc->wake);
+}
+
+static void fail_job_locked(struct kjob *job)
+{
+	job->failed = true;
+	/* Sub-jobs waiting for their turn to write will never get it. */
+	while (job->ready) {
+		struct sub_job *sj = job->ready;
+
+		job->ready = sj->next;
+		sub_end_locked(sj);
+	}
+}
+
+/* ---- I/O ---- */
+
+static void write_done(unsigned long error, void *context)
+{
+	struct sub_job *sj = context;
+	struct kjob *job = sj->job;
+
+	pthread_mutex_lock(&job->kc->lock);
+	job->write_err |= error;
+	if (error && !(job->flags & 1u << DM_KCOPYD_IGNORE_ERROR))
+		fail_job_locked(job);
+	sub_end_locked(sj);
+	pthread_mutex_unlock(&job->kc->lock);
+}
+
+static int start_write(struct sub_job *sj)
+{
+	struct kjob *job = sj->job;
+	struct io_region where[DM_KCOPYD_MAX_REGIONS];
+	struct dm_io_request req = {
+		.bi_opf = DM_IO_OP_WRITE,
+		.mem = {.type = DM_IO_KMEM, .ptr.addr = sj->buf},
+		.notify = {.fn = write_done, .context = sj},
+		.client = job->kc->io,
+	};
+	unsigned int i;
+
+	for (i = 0; i < job->num_dests; i++) {
+		where[i].bdev = job->dests[i].bdev;
+		where[i].sector = job->dests[i].sector + sj->off;
+		where[i].count = sj->count;
+	}
+	return dm_io(&req, job->num_dests, where, NULL);
+}
+
+/* A write that could not even be issued failed on every destination. */
+static unsigned long all_dests(const struct kjob *job)
+{
+	return job->num_dests == 8 * sizeof(unsigned long)
+		       ? ~0UL
+		       : (1UL << job->num_dests) - 1;
+}
+
+/* WRITE_SEQ: let out, in order, the writes whose turn has come. */
+static void seq_writes_locked(struct kjob *job)
+{
+	while (job->ready && job->ready->off == job->write_off &&
+	       !job->failed) {
+		struct sub_job *sj = job->ready;
+
+		job->ready = sj->next;
+		job->write_off += sj->count;
+		/* Issued with the lock held so that no other thread can
+		 * overtake; dm_io() does not wait for I/O to complete. */
+		if (start_write(sj)) {
+			job->write_err |= all_dests(job);
+			fail_job_locked(job);
+			sub_end_locked(sj);
+		}
+	}
+}
+
+static void read_done(unsigned long error, void *context)
+{
+	struct sub_job *sj = context;
+	struct kjob *job = sj->job;
+	struct dm_kcopyd_client *kc = job->kc;
+	struct sub_job **link;
+
+	pthread_mutex_lock(&kc->lock);
+	if (error) {
+		job->read_err = 1;
+		/* As in the kernel: with IGNORE_ERROR the (zeroed) data is
+		 * still written, so the destinations stay in step. */
+		if (!(job->flags & 1u << DM_KCOPYD_IGNORE_ERROR))
+			fail_job_locked(job);
+	}
+	if (job->failed) {
+		sub_end_locked(sj);
+	} else if (job->flags & 1u << DM_KCOPYD_WRITE_SEQ) {
+		for (link = &job->ready; *link && (*link)->off < sj->off;
+		     link = &(*link)->next)
+			;
+		sj->next = *link;
+		*link = sj;
+		seq_writes_locked(job);
+	} else {
+		pthread_mutex_unlock(&kc->lock);
+		if (start_write(sj)) {
+			pthread_mutex_lock(&kc->lock);
+			job->write_err |= all_dests(job);
+			fail_job_locked(job);
+			sub_end_locked(sj);
+		} else {
+			return;
+		}
+	}
+	pthread_mutex_unlock(&kc->lock);
+}
+
+static int start_read(struct sub_job *sj)
+{
+	struct kjob *job = sj->job;
+	struct io_region where = {
+		.bdev = job->from.bdev,
+		.sector = job->from.sector + sj->off,
+		.count = sj->count,
+	};
+	struct dm_io_request req = {
+		.bi_opf = DM_IO_OP_READ,
+		.mem = {.type = DM_IO_KMEM, .ptr.addr = sj->buf},
+		.notify = {.fn = read_done, .context = sj},
+		.client = job->kc->io,
+	};
+
+	return dm_io(&req, 1, &where, NULL);
+}
+
+/* ---- the client's thread ---- */
+
+/* Take the next sub-job some active job may start, or NULL. */
+static struct sub_job *next_sub_locked(struct dm_kcopyd_client *kc)
+{
+	struct kjob *job;
+	struct sub_job *sj;
+
+	if (!kc->free_subs)
+		return NULL;
+	for (job = kc->active; job; job = job->next)
+		if (!job->failed && job->next_off < job->count &&
+		    job->inflight < kc->sub_jobs_per_job)
+			break;
+	if (!job)
+		return NULL;
+	sj = kc->free_subs;
+	kc->free_subs = sj->next;
+	sj->job = job;
+	sj->next = NULL;
+	sj->off = job->next_off;
+	sj->count = job->count - job->next_off < kc->sub_job_sectors
+			    ? job->count - job->next_off
+			    : kc->sub_job_sectors;
+	job->next_off += sj->count;
+	job->inflight++;
+	return sj;
+}
+
+static void *kcopyd_thread(void *arg)
+{
+	struct dm_kcopyd_client *kc = arg;
+
+	current_kc = kc;
+	pthread_mutex_lock(&kc->lock);
+	for (;;) {
+		struct sub_job *sj;
+		struct kjob *job;
+
+		if ((job = kc->complete)) {
+			kc->complete = job->next;
+			if (!kc->complete)
+				kc->complete_tail = &kc->complete;
+			pthread_mutex_unlock(&kc->lock);
+			job->fn(job->read_err, job->write_err, job->context);
+			free(job);
+			pthread_mutex_lock(&kc->lock);
+			if (!--kc->nr_jobs)
+				pthread_cond_broadcast(&kc->idle);
+			continue;
+		}
+		if ((sj = next_sub_locked(kc))) {
+			/* Not under the lock: dm_io() may wait for memory,
+			 * which completions (taking the lock) give back. */
+			pthread_mutex_unlock(&kc->lock);
+			if (start_read(sj)) {
+				pthread_mutex_lock(&kc->lock);
+				sj->job->read_err = 1;
+				fail_job_locked(sj->job);
+				sub_end_locked(sj);
+			} else {
+				pthread_mutex_lock(&kc->lock);
+			}
+			continue;
+		}
+		if (kc->stop)
+			break;
+		pthread_cond_wait(&kc->wake, &kc->lock);
+	}
+	pthread_mutex_unlock(&kc->lock);
+	return NULL;
+}
+
+/* ---- jobs ---- */
+
+static bool region_ok(const struct io_region *r)
+{
+	return r->bdev && r->count <= UINT64_MAX - r->sector &&
+	       r->sector + r->count <= (UINT64_MAX >> SECTOR_SHIFT);
+}
+
+static int queue_job(struct dm_kcopyd_client *kc, struct kjob *job)
+{
+	pthread_mutex_lock(&kc->lock);
+	kc->nr_jobs++;
+	if (job->count) {
+		*kc->active_tail = job;
+		kc->active_tail = &job->next;
+	} else {
+		*kc->complete_tail = job;
+		kc->complete_tail = &job->next;
+	}
+	pthread_cond_signal(&kc->wake);
+	pthread_mutex_unlock(&kc->lock);
+	return 0;
+}
+
+static struct kjob *new_job(struct dm_kcopyd_client *kc, unsigned int num_dests,
+			    struct io_region *dests, unsigned int flags,
+			    dm_kcopyd_notify_fn fn, void *context, int *err)
+{
+	struct kjob *job;
+	unsigned int i;
+
+	*err = -EINVAL;
+	if (!kc || !dests || !fn || !num_dests ||
+	    num_dests > DM_KCOPYD_MAX_REGIONS || flags & ~KNOWN_FLAGS)
+		return NULL;
+	for (i = 0; i < num_dests; i++)
+		if (!region_ok(&dests[i]))
+			return NULL;
+	job = calloc(1, sizeof(*job));
+	if (!job) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	job->kc = kc;
+	job->num_dests = num_dests;
+	memcpy(job->dests, dests, num_dests * sizeof(*dests));
+	/* Writes in order cannot skip a failed one. */
+	if (flags & 1u << DM_KCOPYD_WRITE_SEQ)
+		flags &= ~(1u << DM_KCOPYD_IGNORE_ERROR);
+	job->flags = flags;
+	job->fn = fn;
+	job->context = context;
+	return job;
+}
+
+DMIO_EXPORT int dm_kcopyd_copy(struct dm_kcopyd_client *kc,
+			       struct io_region *from, unsigned int num_dests,
+			       struct io_region *dests, unsigned int flags,
+			       dm_kcopyd_notify_fn fn, void *context)
+{
+	struct kjob *job;
+	unsigned int i;
+	int err;
+
+	if (!from || !region_ok(from))
+		return -EINVAL;
+	for (i = 0; dests && i < num_dests && i < DM_KCOPYD_MAX_REGIONS; i++)
+		if (dests[i].count < from->count)
+			return -EINVAL;
+	job = new_job(kc, num_dests, dests, flags, fn, context, &err);
+	if (!job)
+		return err;
+	job->from = *from;
+	job->count = from->count;
+	return queue_job(kc, job);
+}
+
+static void zero_done(unsigned long error, void *context)
+{
+	struct kjob *job = context;
+	struct dm_kcopyd_client *kc = job->kc;
+
+	pthread_mutex_lock(&kc->lock);
+	job->write_err = error;
+	*kc->complete_tail = job;
+	kc->complete_tail = &job->next;
+	pthread_cond_signal(&kc->wake);
+	pthread_mutex_unlock(&kc->lock);
+}
+
+DMIO_EXPORT int dm_kcopyd_zero(struct dm_kcopyd_client *kc,
+			       unsigned int num_dests, struct io_region *dests,
+			       unsigned int flags, dm_kcopyd_notify_fn fn,
+			       void *context)
+{
+	struct dm_io_request req = {.bi_opf = DM_IO_OP_WRITE_ZEROES};
+	struct kjob *job;
+	unsigned int i;
+	int err;
+
+	job = new_job(kc, num_dests, dests, flags, fn, context, &err);
+	if (!job)
+		return err;
+	for (i = 0; i < num_dests; i++)
+		job->count |= dests[i].count;
+	if (!job->count)
+		return queue_job(kc, job);
+
+	/* One write-zeroes over every destination: the engine cuts it by
+	 * each device's limits and writes zero pages where it must. */
+	req.notify.fn = zero_done;
+	req.notify.context = job;
+	req.client = kc->io;
+	pthread_mutex_lock(&kc->lock);
+	kc->nr_jobs++;
+	pthread_mutex_unlock(&kc->lock);
+	err = dm_io(&req, num_dests, job->dests, NULL);
+	if (err) {
+		pthread_mutex_lock(&kc->lock);
+		if (!--kc->nr_jobs)
+			pthread_cond_broadcast(&kc->idle);
+		pthread_mutex_unlock(&kc->lock);
+		free(job);
+	}
+	return err;
+}
+
+/* ---- clients ---- */
+
+DMIO_EXPORT struct dm_kcopyd_client *
+dm_kcopyd_client_create_opts(const struct dm_kcopyd_options *opts)
+{
+	unsigned int sectors = DEFAULT_SUB_JOB_SECTORS;
+	unsigned int per_job = DEFAULT_SUB_JOBS, nr, i;
+	struct dm_kcopyd_client *kc;
+	int ret;
+
+	if (opts && opts->sub_job_sectors)
+		sectors = opts->sub_job_sectors;
+	if (opts && opts->sub_jobs_per_job)
+		per_job = opts->sub_jobs_per_job;
+	if (sectors % 8 || sectors > MAX_SUB_JOB_SECTORS ||
+	    per_job > MAX_SUB_JOBS) {
+		errno = EINVAL;
+		return NULL;
+	}
+	nr = 2 * per_job; /* two jobs at full depth */
+	kc = calloc(1, sizeof(*kc) + nr * sizeof(struct sub_job));
+	if (!kc)
+		return NULL;
+	kc->sub_job_sectors = sectors;
+	kc->sub_jobs_per_job = per_job;
+	kc->active_tail = &kc->active;
+	kc->complete_tail = &kc->complete;
+	/* Page-aligned so that O_DIRECT devices need no bounce; untouched
+	 * pages cost nothing until a copy first uses them. */
+	ret = posix_memalign(&kc->buffers, DM_PAGE_SIZE,
+			     (size_t)nr * sectors << SECTOR_SHIFT);
+	if (ret) {
+		free(kc);
+		errno = ret;
+		return NULL;
+	}
+	for (i = 0; i < nr; i++) {
+		kc->subs[i].buf = (char *)kc->buffers +
+				  ((size_t)i * sectors << SECTOR_SHIFT);
+		kc->subs[i].next = kc->free_subs;
+		kc->free_subs = &kc->subs[i];
+	}
+	kc->io = dm_io_client_create();
+	if (!kc->io)
+		goto fail;
+	pthread_mutex_init(&kc->lock, NULL);
+	pthread_cond_init(&kc->wake, NULL);
+	pthread_cond_init(&kc->idle, NULL);
+	ret = pthread_create(&kc->thread, NULL, kcopyd_thread, kc);
+	if (ret) {
+		pthread_cond_destroy(&kc->idle);
+		pthread_cond_destroy(&kc->wake);
+		pthread_mutex_destroy(&kc->lock);
+		dm_io_client_destroy(kc->io);
+		errno = ret;
+		goto fail;
+	}
+	return kc;
+
+fail:
+	ret = errno;
+	free(kc->buffers);
+	free(kc);
+	errno = ret;
+	return NULL;
+}
+
+DMIO_EXPORT struct dm_kcopyd_client *dm_kcopyd_client_create(void)
+{
+	return dm_kcopyd_client_create_opts(NULL);
+}
+
+static void *destroy_client(void *arg)
+{
+	struct dm_kcopyd_client *kc = arg;
+
+	pthread_mutex_lock(&kc->lock);
+	while (kc->nr_jobs)
+		pthread_cond_wait(&kc->idle, &kc->lock);
+	kc->stop = true;
+	pthread_cond_signal(&kc->wake);
+	pthread_mutex_unlock(&kc->lock);
+	pthread_join(kc->thread, NULL);
+	dm_io_client_destroy(kc->io);
+	pthread_cond_destroy(&kc->idle);
+	pthread_cond_destroy(&kc->wake);
+	pthread_mutex_destroy(&kc->lock);
+	free(kc->buffers);
+	free(kc);
+	return NULL;
+}
+
+DMIO_EXPORT void dm_kcopyd_client_destroy(struct dm_kcopyd_client *kc)
+{
+	pthread_attr_t attr;
+	pthread_t thread;
+
+	if (!kc)
+		return;
+	if (current_kc != kc) {
+		destroy_client(kc);
+		return;
+	}
+	/* From one of its own callbacks: finish on a thread of its own once
+	 * this callback has returned (or leak, should no thread be had). */
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_create(&thread, &attr, destroy_client, kc);
+	pthread_attr_destroy(&attr);
+}
