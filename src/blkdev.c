@@ -201,3 +201,20 @@ DMIO_EXPORT const char *dm_bdev_name(const struct block_device *bdev)
 {
 	return bdev ? bdev->name : NULL;
 }
+
+DMIO_EXPORT int dm_bdev_get_info(const struct block_device *bdev,
+				 struct dm_bdev_info *info)
+{
+	if (!bdev || !info)
+		return -EINVAL;
+	info->kind = bdev->is_blk ? "block device" : "file";
+	info->nr_sectors = bdev->size >> SECTOR_SHIFT;
+	info->logical_block_size = bdev->lbs;
+	info->mem_align = bdev->mem_align;
+	info->max_transfer = bdev->max_bytes;
+	info->discard_max = bdev->discard_max;
+	info->write_zeroes_max = bdev->zeroes_max;
+	info->flags = (bdev->flags & DM_BDEV_RDONLY) |
+		      (bdev->direct ? DM_BDEV_DIRECT : DM_BDEV_BUFFERED);
+	return 0;
+}

@@ -31,6 +31,7 @@ struct sub_job {
 	sector_t off;	      /* into the job */
 	sector_t count;
 	void *buf;
+	int errs[DM_KCOPYD_MAX_REGIONS]; /* this sub-job's region_errors */
 };
 
 struct kjob {
@@ -49,6 +50,9 @@ struct kjob {
 	bool failed; /* no more sub-jobs */
 	int read_err;
 	unsigned long write_err;
+	struct dm_kcopyd_errors errs;
+	struct dm_kcopyd_errors *user_errs;
+	int zero_errs[DM_KCOPYD_MAX_REGIONS];
 	struct sub_job *ready; /* WRITE_SEQ: read, waiting for their turn */
 };
 
@@ -118,6 +122,17 @@ static void fail_job_locked(struct kjob *job)
 
 /* ---- I/O ---- */
 
+/* Keep the first errno each destination met. */
+static void note_dest_errors(struct kjob *job, const int *errs,
+			     unsigned long bits)
+{
+	unsigned int i;
+
+	for (i = 0; i < job->num_dests; i++)
+		if (bits & 1UL << i && !job->errs.dests[i])
+			job->errs.dests[i] = errs[i] ? errs[i] : -EIO;
+}
+
 static void write_done(unsigned long error, void *context)
 {
 	struct sub_job *sj = context;
@@ -125,6 +140,7 @@ static void write_done(unsigned long error, void *context)
 
 	pthread_mutex_lock(&job->kc->lock);
 	job->write_err |= error;
+	note_dest_errors(job, sj->errs, error);
 	if (error && !(job->flags & 1u << DM_KCOPYD_IGNORE_ERROR))
 		fail_job_locked(job);
 	sub_end_locked(sj);
@@ -136,10 +152,12 @@ static int start_write(struct sub_job *sj)
 	struct kjob *job = sj->job;
 	struct io_region where[DM_KCOPYD_MAX_REGIONS];
 	struct dm_io_request req = {
-		.bi_opf = DM_IO_OP_WRITE,
+		.bi_opf = DM_IO_OP_WRITE |
+			  (job->flags & 1u << DM_KCOPYD_FUA ? DM_IO_FUA : 0),
 		.mem = {.type = DM_IO_KMEM, .ptr.addr = sj->buf},
 		.notify = {.fn = write_done, .context = sj},
 		.client = job->kc->io,
+		.region_errors = sj->errs,
 	};
 	unsigned int i;
 
@@ -159,6 +177,20 @@ static unsigned long all_dests(const struct kjob *job)
 		       : (1UL << job->num_dests) - 1;
 }
 
+static void write_refused_locked(struct sub_job *sj)
+{
+	struct kjob *job = sj->job;
+	unsigned long all = all_dests(job);
+	unsigned int i;
+
+	for (i = 0; i < job->num_dests; i++)
+		sj->errs[i] = -ENOMEM;
+	job->write_err |= all;
+	note_dest_errors(job, sj->errs, all);
+	fail_job_locked(job);
+	sub_end_locked(sj);
+}
+
 /* WRITE_SEQ: let out, in order, the writes whose turn has come. */
 static void seq_writes_locked(struct kjob *job)
 {
@@ -171,9 +203,7 @@ static void seq_writes_locked(struct kjob *job)
 		/* Issued with the lock held so that no other thread can
 		 * overtake; dm_io() does not wait for I/O to complete. */
 		if (start_write(sj)) {
-			job->write_err |= all_dests(job);
-			fail_job_locked(job);
-			sub_end_locked(sj);
+			write_refused_locked(sj);
 		}
 	}
 }
@@ -188,6 +218,8 @@ static void read_done(unsigned long error, void *context)
 	pthread_mutex_lock(&kc->lock);
 	if (error) {
 		job->read_err = 1;
+		if (!job->errs.read)
+			job->errs.read = sj->errs[0] ? sj->errs[0] : -EIO;
 		/* As in the kernel: with IGNORE_ERROR the (zeroed) data is
 		 * still written, so the destinations stay in step. */
 		if (!(job->flags & 1u << DM_KCOPYD_IGNORE_ERROR))
@@ -206,9 +238,7 @@ static void read_done(unsigned long error, void *context)
 		pthread_mutex_unlock(&kc->lock);
 		if (start_write(sj)) {
 			pthread_mutex_lock(&kc->lock);
-			job->write_err |= all_dests(job);
-			fail_job_locked(job);
-			sub_end_locked(sj);
+			write_refused_locked(sj);
 		} else {
 			return;
 		}
@@ -229,6 +259,7 @@ static int start_read(struct sub_job *sj)
 		.mem = {.type = DM_IO_KMEM, .ptr.addr = sj->buf},
 		.notify = {.fn = read_done, .context = sj},
 		.client = job->kc->io,
+		.region_errors = sj->errs,
 	};
 
 	return dm_io(&req, 1, &where, NULL);
@@ -278,6 +309,8 @@ static void *kcopyd_thread(void *arg)
 			if (!kc->complete)
 				kc->complete_tail = &kc->complete;
 			pthread_mutex_unlock(&kc->lock);
+			if (job->user_errs)
+				*job->user_errs = job->errs;
 			job->fn(job->read_err, job->write_err, job->context);
 			free(job);
 			pthread_mutex_lock(&kc->lock);
@@ -292,6 +325,8 @@ static void *kcopyd_thread(void *arg)
 			if (start_read(sj)) {
 				pthread_mutex_lock(&kc->lock);
 				sj->job->read_err = 1;
+				if (!sj->job->errs.read)
+					sj->job->errs.read = -ENOMEM;
 				fail_job_locked(sj->job);
 				sub_end_locked(sj);
 			} else {
@@ -362,10 +397,11 @@ static struct kjob *new_job(struct dm_kcopyd_client *kc, unsigned int num_dests,
 	return job;
 }
 
-DMIO_EXPORT int dm_kcopyd_copy(struct dm_kcopyd_client *kc,
-			       struct io_region *from, unsigned int num_dests,
-			       struct io_region *dests, unsigned int flags,
-			       dm_kcopyd_notify_fn fn, void *context)
+DMIO_EXPORT int
+dm_kcopyd_copy_errors(struct dm_kcopyd_client *kc, struct io_region *from,
+		      unsigned int num_dests, struct io_region *dests,
+		      unsigned int flags, dm_kcopyd_notify_fn fn, void *context,
+		      struct dm_kcopyd_errors *errors)
 {
 	struct kjob *job;
 	unsigned int i;
@@ -381,7 +417,17 @@ DMIO_EXPORT int dm_kcopyd_copy(struct dm_kcopyd_client *kc,
 		return err;
 	job->from = *from;
 	job->count = from->count;
+	job->user_errs = errors;
 	return queue_job(kc, job);
+}
+
+DMIO_EXPORT int dm_kcopyd_copy(struct dm_kcopyd_client *kc,
+			       struct io_region *from, unsigned int num_dests,
+			       struct io_region *dests, unsigned int flags,
+			       dm_kcopyd_notify_fn fn, void *context)
+{
+	return dm_kcopyd_copy_errors(kc, from, num_dests, dests, flags, fn,
+				     context, NULL);
 }
 
 static void zero_done(unsigned long error, void *context)
@@ -391,16 +437,19 @@ static void zero_done(unsigned long error, void *context)
 
 	pthread_mutex_lock(&kc->lock);
 	job->write_err = error;
+	note_dest_errors(job, job->zero_errs, error);
 	*kc->complete_tail = job;
 	kc->complete_tail = &job->next;
 	pthread_cond_signal(&kc->wake);
 	pthread_mutex_unlock(&kc->lock);
 }
 
-DMIO_EXPORT int dm_kcopyd_zero(struct dm_kcopyd_client *kc,
-			       unsigned int num_dests, struct io_region *dests,
-			       unsigned int flags, dm_kcopyd_notify_fn fn,
-			       void *context)
+DMIO_EXPORT int dm_kcopyd_zero_errors(struct dm_kcopyd_client *kc,
+				      unsigned int num_dests,
+				      struct io_region *dests,
+				      unsigned int flags,
+				      dm_kcopyd_notify_fn fn, void *context,
+				      struct dm_kcopyd_errors *errors)
 {
 	struct dm_io_request req = {.bi_opf = DM_IO_OP_WRITE_ZEROES};
 	struct kjob *job;
@@ -410,6 +459,7 @@ DMIO_EXPORT int dm_kcopyd_zero(struct dm_kcopyd_client *kc,
 	job = new_job(kc, num_dests, dests, flags, fn, context, &err);
 	if (!job)
 		return err;
+	job->user_errs = errors;
 	for (i = 0; i < num_dests; i++)
 		job->count |= dests[i].count;
 	if (!job->count)
@@ -420,6 +470,7 @@ DMIO_EXPORT int dm_kcopyd_zero(struct dm_kcopyd_client *kc,
 	req.notify.fn = zero_done;
 	req.notify.context = job;
 	req.client = kc->io;
+	req.region_errors = job->zero_errs;
 	pthread_mutex_lock(&kc->lock);
 	kc->nr_jobs++;
 	pthread_mutex_unlock(&kc->lock);
@@ -432,6 +483,15 @@ DMIO_EXPORT int dm_kcopyd_zero(struct dm_kcopyd_client *kc,
 		free(job);
 	}
 	return err;
+}
+
+DMIO_EXPORT int dm_kcopyd_zero(struct dm_kcopyd_client *kc,
+			       unsigned int num_dests, struct io_region *dests,
+			       unsigned int flags, dm_kcopyd_notify_fn fn,
+			       void *context)
+{
+	return dm_kcopyd_zero_errors(kc, num_dests, dests, flags, fn, context,
+				     NULL);
 }
 
 /* ---- clients ---- */

@@ -57,6 +57,25 @@ unsigned dm_bdev_logical_block_size(const struct block_device *bdev);
 /* dm_bdev_name - the spec the device was opened with. */
 const char *dm_bdev_name(const struct block_device *bdev);
 
+/* What a device is and can do, as probed at open (beyond the kernel). */
+struct dm_bdev_info {
+	const char *kind; /* "file", "block device" */
+	sector_t nr_sectors;
+	unsigned int logical_block_size;
+	unsigned int mem_align;	   /* O_DIRECT buffer alignment; 1 if none */
+	unsigned int max_transfer; /* bytes per submission */
+	uint64_t discard_max;	   /* bytes per discard; 0: cannot discard */
+	uint64_t write_zeroes_max; /* bytes per write-zeroes */
+	unsigned int flags;	   /* DM_BDEV_* in effect */
+};
+
+/*
+ * dm_bdev_get_info - fill @info for @bdev.  Returns 0, or -EINVAL for a
+ * NULL argument.  info->kind stays valid as long as the device.
+ */
+int dm_bdev_get_info(const struct block_device *bdev,
+		     struct dm_bdev_info *info);
+
 #ifdef __cplusplus
 }
 #endif

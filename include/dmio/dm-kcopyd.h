@@ -18,6 +18,8 @@ extern "C" {
 /* Flag bit numbers, as in the kernel: pass 1u << DM_KCOPYD_... */
 #define DM_KCOPYD_IGNORE_ERROR 1 /* keep copying to healthy destinations */
 #define DM_KCOPYD_WRITE_SEQ    2 /* issue writes in ascending order */
+/* Beyond the kernel: every write is durable when it completes (DM_IO_FUA). */
+#define DM_KCOPYD_FUA 16
 
 /*
  * Called exactly once per accepted job, on the kcopyd client's own thread;
@@ -62,8 +64,8 @@ void dm_kcopyd_client_destroy(struct dm_kcopyd_client *kc);
 /*
  * dm_kcopyd_copy - copy @from to each of @dests (1..DM_KCOPYD_MAX_REGIONS);
  * each destination receives from->count sectors at its own sector.
- * @flags: 1u << DM_KCOPYD_IGNORE_ERROR and/or 1u << DM_KCOPYD_WRITE_SEQ
- * (which turns IGNORE_ERROR off).  After an error no new sub-jobs are
+ * @flags: 1u << DM_KCOPYD_IGNORE_ERROR, _WRITE_SEQ (which turns
+ * IGNORE_ERROR off) and/or _FUA.  After an error no new sub-jobs are
  * issued, unless IGNORE_ERROR is set: then healthy destinations still
  * receive everything.  A source of count 0 is notified at once.
  *
@@ -77,6 +79,21 @@ int dm_kcopyd_copy(struct dm_kcopyd_client *kc, struct io_region *from,
 		   unsigned int num_dests, struct io_region *dests,
 		   unsigned int flags, dm_kcopyd_notify_fn fn, void *context);
 
+/* Why a job failed (beyond the kernel): first errno met, or 0. */
+struct dm_kcopyd_errors {
+	int read;			  /* reading the source */
+	int dests[DM_KCOPYD_MAX_REGIONS]; /* writing destination i */
+};
+
+/*
+ * dm_kcopyd_copy_errors - dm_kcopyd_copy() that also fills @errors (when
+ * not NULL) before @fn runs; @errors must stay valid until then.
+ */
+int dm_kcopyd_copy_errors(struct dm_kcopyd_client *kc, struct io_region *from,
+			  unsigned int num_dests, struct io_region *dests,
+			  unsigned int flags, dm_kcopyd_notify_fn fn,
+			  void *context, struct dm_kcopyd_errors *errors);
+
 /*
  * dm_kcopyd_zero - zero each of @dests over its own count, with the
  * device's write-zeroes where it has one and writes from a shared zero
@@ -86,6 +103,12 @@ int dm_kcopyd_copy(struct dm_kcopyd_client *kc, struct io_region *from,
 int dm_kcopyd_zero(struct dm_kcopyd_client *kc, unsigned int num_dests,
 		   struct io_region *dests, unsigned int flags,
 		   dm_kcopyd_notify_fn fn, void *context);
+
+/* dm_kcopyd_zero_errors - dm_kcopyd_zero() that also fills @errors. */
+int dm_kcopyd_zero_errors(struct dm_kcopyd_client *kc, unsigned int num_dests,
+			  struct io_region *dests, unsigned int flags,
+			  dm_kcopyd_notify_fn fn, void *context,
+			  struct dm_kcopyd_errors *errors);
 
 #ifdef __cplusplus
 }
