@@ -3,7 +3,7 @@
 # are the README's quick start.
 
 BUILD ?= build
-PACKAGES := gcc liburing-dev libcmocka-dev meson ninja-build pkg-config
+PACKAGES := gcc liburing-dev libcmocka-dev libnbd-dev nbdkit meson ninja-build pkg-config python3 util-linux
 MESON_OPTS ?=
 
 .PHONY: all deps build test demo install clean

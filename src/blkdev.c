@@ -79,6 +79,21 @@ static int probe_blk(struct block_device *bdev, dev_t rdev)
 	return 0;
 }
 
+/* Does @spec name an NBD export rather than a path? */
+static bool is_nbd_uri(const char *spec)
+{
+	static const char *const schemes[] = {
+		"nbd://",	"nbds://",	"nbd+unix://",
+		"nbds+unix://", "nbd+vsock://", "nbds+vsock://",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
+		if (!strncmp(spec, schemes[i], strlen(schemes[i])))
+			return true;
+	return false;
+}
+
 DMIO_EXPORT struct block_device *dm_bdev_open(const char *spec,
 					      unsigned int flags)
 {
@@ -91,6 +106,14 @@ DMIO_EXPORT struct block_device *dm_bdev_open(const char *spec,
 	    (flags & DM_BDEV_DIRECT && flags & DM_BDEV_BUFFERED)) {
 		errno = EINVAL;
 		return NULL;
+	}
+	if (is_nbd_uri(spec)) {
+#ifdef DMIO_HAVE_NBD
+		return dm_nbd_open(spec, flags);
+#else
+		errno = EPROTONOSUPPORT; /* built without libnbd */
+		return NULL;
+#endif
 	}
 	/* Refuse what is not a device before open(2), which would block on a
 	 * FIFO; fstat below closes the race. */
@@ -181,6 +204,10 @@ DMIO_EXPORT int dm_bdev_close(struct block_device *bdev)
 		return 0;
 	if (atomic_load(&bdev->inflight))
 		return -EBUSY;
+#ifdef DMIO_HAVE_NBD
+	if (bdev->nbd)
+		return dm_nbd_close(bdev);
+#endif
 	if (close(bdev->fd) < 0 && errno != EINTR)
 		ret = -errno;
 	free(bdev);
@@ -207,7 +234,7 @@ DMIO_EXPORT int dm_bdev_get_info(const struct block_device *bdev,
 {
 	if (!bdev || !info)
 		return -EINVAL;
-	info->kind = bdev->is_blk ? "block device" : "file";
+	info->kind = bdev->nbd ? "nbd" : bdev->is_blk ? "block device" : "file";
 	info->nr_sectors = bdev->size >> SECTOR_SHIFT;
 	info->logical_block_size = bdev->lbs;
 	info->mem_align = bdev->mem_align;
@@ -215,6 +242,20 @@ DMIO_EXPORT int dm_bdev_get_info(const struct block_device *bdev,
 	info->discard_max = bdev->discard_max;
 	info->write_zeroes_max = bdev->zeroes_max;
 	info->flags = (bdev->flags & DM_BDEV_RDONLY) |
-		      (bdev->direct ? DM_BDEV_DIRECT : DM_BDEV_BUFFERED);
+		      (bdev->direct ? DM_BDEV_DIRECT : 0) |
+		      (bdev->direct || bdev->nbd ? 0 : DM_BDEV_BUFFERED);
 	return 0;
+}
+
+DMIO_EXPORT int dm_bdev_set_timeout(struct block_device *bdev,
+				    unsigned int timeout_ms)
+{
+	if (!bdev)
+		return -EINVAL;
+#ifdef DMIO_HAVE_NBD
+	if (bdev->nbd)
+		return dm_nbd_set_timeout(bdev->nbd, timeout_ms);
+#endif
+	(void)timeout_ms;
+	return -EOPNOTSUPP; /* local devices answer or fail by themselves */
 }

@@ -128,15 +128,25 @@ static void trace(struct dm_io_client *client, enum dm_trace_event ev,
 		client->trace(client->trace_ctx, ev, c, res);
 }
 
-/* Hand chunks to the backend that serves them. */
+/* Hand chunks to the backend that serves them: an NBD export's own
+ * thread, or the client's backend for local devices. */
 void dm_submit(struct dm_io_client *client, struct dm_chunk *head)
 {
-	const struct dm_chunk *c;
+	struct dm_chunk *local = NULL, **tail = &local, *c, *next;
 
-	if (client->trace)
-		for (c = head; c; c = c->next)
-			trace(client, DM_TRACE_SUBMIT, c, 0);
-	client->be->ops->submit(client->be, head);
+	for (c = head; c; c = next) {
+		next = c->next;
+		trace(client, DM_TRACE_SUBMIT, c, 0);
+		c->next = NULL;
+		if (c->bdev && c->bdev->nbd) {
+			dm_nbd_submit(c->bdev->nbd, c);
+		} else {
+			*tail = c;
+			tail = &c->next;
+		}
+	}
+	if (local)
+		client->be->ops->submit(client->be, local);
 }
 
 static void chunk_end(struct dm_chunk *c, int err)
@@ -267,6 +277,7 @@ struct shape {
 	size_t len;
 	uint32_t max_bytes;
 	unsigned int lbs, mem_align; /* 0 for buffered devices */
+	bool contig;		     /* one segment per piece (libnbd) */
 	bool bounce;
 	unsigned int first_piece, nr_pieces, nr_iov, nr_regions;
 };
@@ -324,9 +335,9 @@ static int region_errno(const struct io_region *r, unsigned int op)
 		return -EROFS;
 	if (start > b->size || len > b->size - start)
 		return -ENXIO;
-	/* O_DIRECT, and the block layer's own discard and zeroout, address
-	 * whole logical blocks. */
-	if ((b->direct || (dataless && b->is_blk)) &&
+	/* O_DIRECT, NBD servers, and the block layer's own discard and
+	 * zeroout address whole logical blocks. */
+	if ((b->direct || b->nbd || (dataless && b->is_blk)) &&
 	    (start | len) & (b->lbs - 1))
 		return -EINVAL;
 	if (op == DM_IO_OP_DISCARD && !b->discard_max)
@@ -342,6 +353,7 @@ static unsigned int shape_for(struct plan *pl, const struct io_region *r)
 		.max_bytes = b->max_bytes,
 		.lbs = b->direct ? b->lbs : 0,
 		.mem_align = b->direct ? b->mem_align : 0,
+		.contig = b->nbd != NULL,
 	};
 	unsigned int s;
 
@@ -349,7 +361,8 @@ static unsigned int shape_for(struct plan *pl, const struct io_region *r)
 		struct shape *sh = &pl->shapes[s];
 
 		if (sh->len == key.len && sh->max_bytes == key.max_bytes &&
-		    sh->lbs == key.lbs && sh->mem_align == key.mem_align)
+		    sh->lbs == key.lbs && sh->mem_align == key.mem_align &&
+		    sh->contig == key.contig)
 			break;
 	}
 	if (s == pl->nr_shapes)
@@ -363,7 +376,7 @@ static unsigned int shape_for(struct plan *pl, const struct io_region *r)
  * transfer size and IOV_MAX segments, merging segments that touch.
  * Counting (pieces == NULL) and filling run the same code, so they agree.
  * Returns 0, -EINVAL when the memory ends early or is malformed, or 1 when
- * an O_DIRECT shape meets memory it has to bounce.
+ * an O_DIRECT or contiguous-only shape meets memory it has to bounce.
  */
 static int walk(struct dpages dp, struct shape *sh, struct dm_piece *pieces,
 		struct iovec *iov)
@@ -395,6 +408,8 @@ static int walk(struct dpages dp, struct shape *sh, struct dm_piece *pieces,
 				if (iov)
 					iov[ni - 1].iov_len += len;
 			} else {
+				if (nseg && sh->contig && !sh->bounce)
+					return 1;
 				if (!sh->bounce && nseg == IOV_MAX)
 					break;
 				if (iov) {
@@ -676,7 +691,7 @@ DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
 	client = req->client;
 	sync = !req->notify.fn;
 	op = req->bi_opf & DM_IO_OP_MASK;
-	if (sync && dm_current_cb_client == client)
+	if (sync && dm_current_cb_client)
 		return -EDEADLK;
 	/* Data-less operations ignore the memory. */
 	if (op == DM_IO_OP_READ || op == DM_IO_OP_WRITE) {
@@ -701,8 +716,7 @@ DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
 		/* Beyond the reservation and out of heap: wait for I/O in
 		 * flight to give memory back, unless we are the thread that
 		 * would have to complete it. */
-		if (dm_current_cb_client == client ||
-		    dm_pool_wait(&client->pool, gen))
+		if (dm_current_cb_client || dm_pool_wait(&client->pool, gen))
 			return -ENOMEM;
 	}
 	io->ioprio = req->ioprio;
@@ -723,8 +737,10 @@ DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
 	}
 	atomic_fetch_add_explicit(&client->nr_requests, 1,
 				  memory_order_relaxed);
-	/* A lone synchronous chunk runs here: no thread hand-off at all. */
-	if (sync && io->nr_chunks == 1 && !io->ioprio)
+	/* A lone synchronous chunk on a local device runs here: no thread
+	 * hand-off at all. */
+	if (sync && io->nr_chunks == 1 && !io->ioprio &&
+	    !(head->bdev && head->bdev->nbd))
 		dm_chunk_exec(head);
 	else
 		dm_submit(client, head);

@@ -33,8 +33,17 @@ struct block_device {
 	uint64_t zeroes_max;	   /* bytes per write-zeroes */
 	atomic_bool no_zero_range; /* fallocate(ZERO_RANGE) said no: write */
 	atomic_uint inflight;	   /* chunks issued and not completed */
+	struct dm_nbd *nbd;	   /* an NBD export: its own connections */
 	char name[];
 };
+
+/* NBD exports (nbd.c, built with libnbd). */
+struct dm_chunk;
+struct dm_nbd;
+struct block_device *dm_nbd_open(const char *uri, unsigned int flags);
+int dm_nbd_close(struct block_device *bdev);
+void dm_nbd_submit(struct dm_nbd *nbd, struct dm_chunk *head);
+int dm_nbd_set_timeout(struct dm_nbd *nbd, unsigned int ms);
 
 /* ---- memory iterators (the kernel's dpages) ---- */
 
@@ -88,7 +97,8 @@ enum dm_chunk_op {
 				completion thread like any other */
 };
 
-#define DM_CHUNK_FUA (1u << 0) /* write durably: RWF_DSYNC */
+#define DM_CHUNK_FUA	   (1u << 0) /* write durably: RWF_DSYNC */
+#define DM_CHUNK_FUA_FLUSH (1u << 1) /* FUA emulated: the flush is out */
 
 /* A stretch of the buffer, planned once and shared by every region whose
  * device splits it the same way: the iovecs are not copied per region. */
@@ -115,6 +125,9 @@ struct dm_chunk {
 	unsigned int flags;   /* DM_CHUNK_* */
 	unsigned int retries; /* resubmissions that made no progress */
 	struct iovec tail;    /* a partly transferred segment's rest */
+	/* backend scratch: the NBD backend's result, bytes and connection */
+	int be_res;
+	unsigned int be_len, be_conn;
 };
 
 struct dm_sync_wait {
@@ -188,8 +201,9 @@ struct dm_io_client {
 	struct iovec zero_iov[DM_ZERO_IOV];
 };
 
-/* Set on a client's completion threads: a sync call from there would wait
- * for itself. */
+/* Set while the library runs a client's completions on this thread: a sync
+ * call from there could wait for itself, and memory must not be waited
+ * for. */
 extern _Thread_local struct dm_io_client *dm_current_cb_client;
 
 struct dm_io_client *dm_client_create(unsigned int reserve_pages);

@@ -26,16 +26,39 @@ struct block_device; /* opaque */
 
 /*
  * dm_bdev_open - open a device for use in regions.
- * @spec:  path to a regular file or a block device.
- * @flags: DM_BDEV_* (DIRECT and BUFFERED together are refused).
+ * @spec:  path to a regular file or a block device, or an NBD URI:
+ *         nbd://host[:port]/export, nbd+unix:///export?socket=PATH, and
+ *         their TLS forms nbds:// and nbds+unix:// (libnbd's URI syntax,
+ *         e.g. ?tls-psk-file=PATH with a user name before '@').
+ * @flags: DM_BDEV_* (DIRECT and BUFFERED together are refused; NBD exports
+ *         ignore both).
  *
  * The size, logical block size and maximum transfer are read once, here:
- * a file is a device of the size it had when opened.  Returns the device,
- * or NULL with errno set: ENOENT (missing), EISDIR (a directory), ENODEV (a
- * character device, FIFO or socket), EINVAL (bad flags), EACCES/EROFS
- * (permissions), or what open(2) said.
+ * a file is a device of the size it had when opened.  An NBD export gets a
+ * thread and one connection (several when the server offers multi-conn);
+ * connecting is bounded by the device timeout (see dm_bdev_set_timeout).
+ * Returns the device, or NULL with errno set: ENOENT (missing), EISDIR (a
+ * directory), ENODEV (a character device, FIFO or socket), EINVAL (bad
+ * flags), EACCES/EROFS (permissions), ECONNREFUSED/ETIMEDOUT/... (NBD),
+ * EPROTONOSUPPORT (an NBD URI in a build without libnbd), or what open(2)
+ * said.
  */
 struct block_device *dm_bdev_open(const char *spec, unsigned int flags);
+
+/*
+ * dm_bdev_set_timeout - how long an NBD export may go without answering
+ * while requests are in flight, in milliseconds (default 5000; 0: wait for
+ * ever).  When it passes, everything in flight fails with -ETIMEDOUT, and
+ * so does every later request until the export is reopened; a dropped
+ * connection does the same with -ECONNRESET.  Other regions of the same
+ * requests complete normally.  Returns 0, -EINVAL, or -EOPNOTSUPP for local
+ * devices (their I/O cannot hang on a network).
+ *
+ * Overlapping writes in flight to one export may land in any order, as on
+ * any block device: a caller that needs an order waits for the first write
+ * to complete before issuing the second.
+ */
+int dm_bdev_set_timeout(struct block_device *bdev, unsigned int timeout_ms);
 
 /*
  * dm_bdev_close - close a device opened by dm_bdev_open().
