@@ -107,6 +107,8 @@ DMIO_EXPORT struct block_device *dm_bdev_open(const char *spec,
 		errno = EINVAL;
 		return NULL;
 	}
+	if (!strncmp(spec, "fault:", 6))
+		return dm_fault_open(spec, flags);
 	if (is_nbd_uri(spec)) {
 #ifdef DMIO_HAVE_NBD
 		return dm_nbd_open(spec, flags);
@@ -204,6 +206,8 @@ DMIO_EXPORT int dm_bdev_close(struct block_device *bdev)
 		return 0;
 	if (atomic_load(&bdev->inflight))
 		return -EBUSY;
+	if (bdev->fault)
+		return dm_fault_close(bdev);
 #ifdef DMIO_HAVE_NBD
 	if (bdev->nbd)
 		return dm_nbd_close(bdev);
@@ -234,7 +238,10 @@ DMIO_EXPORT int dm_bdev_get_info(const struct block_device *bdev,
 {
 	if (!bdev || !info)
 		return -EINVAL;
-	info->kind = bdev->nbd ? "nbd" : bdev->is_blk ? "block device" : "file";
+	info->kind = bdev->fault    ? "fault"
+		     : bdev->nbd    ? "nbd"
+		     : bdev->is_blk ? "block device"
+				    : "file";
 	info->nr_sectors = bdev->size >> SECTOR_SHIFT;
 	info->logical_block_size = bdev->lbs;
 	info->mem_align = bdev->mem_align;
@@ -252,6 +259,9 @@ DMIO_EXPORT int dm_bdev_set_timeout(struct block_device *bdev,
 {
 	if (!bdev)
 		return -EINVAL;
+	if (bdev->fault)
+		return dm_bdev_set_timeout(dm_fault_inner(bdev->fault),
+					   timeout_ms);
 #ifdef DMIO_HAVE_NBD
 	if (bdev->nbd)
 		return dm_nbd_set_timeout(bdev->nbd, timeout_ms);

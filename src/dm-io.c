@@ -128,8 +128,8 @@ static void trace(struct dm_io_client *client, enum dm_trace_event ev,
 		client->trace(client->trace_ctx, ev, c, res);
 }
 
-/* Hand chunks to the backend that serves them: an NBD export's own
- * thread, or the client's backend for local devices. */
+/* Hand chunks to the backend that serves them: a fault: device's thread,
+ * an NBD export's own thread, or the client's backend for local devices. */
 void dm_submit(struct dm_io_client *client, struct dm_chunk *head)
 {
 	struct dm_chunk *local = NULL, **tail = &local, *c, *next;
@@ -138,7 +138,9 @@ void dm_submit(struct dm_io_client *client, struct dm_chunk *head)
 		next = c->next;
 		trace(client, DM_TRACE_SUBMIT, c, 0);
 		c->next = NULL;
-		if (c->bdev && c->bdev->nbd) {
+		if (c->bdev && c->bdev->fault) {
+			dm_fault_submit(c->bdev->fault, c);
+		} else if (c->bdev && c->bdev->nbd) {
 			dm_nbd_submit(c->bdev->nbd, c);
 		} else {
 			*tail = c;
@@ -337,7 +339,7 @@ static int region_errno(const struct io_region *r, unsigned int op)
 		return -ENXIO;
 	/* O_DIRECT, NBD servers, and the block layer's own discard and
 	 * zeroout address whole logical blocks. */
-	if ((b->direct || b->nbd || (dataless && b->is_blk)) &&
+	if ((b->direct || b->contig || (dataless && b->is_blk)) &&
 	    (start | len) & (b->lbs - 1))
 		return -EINVAL;
 	if (op == DM_IO_OP_DISCARD && !b->discard_max)
@@ -353,7 +355,7 @@ static unsigned int shape_for(struct plan *pl, const struct io_region *r)
 		.max_bytes = b->max_bytes,
 		.lbs = b->direct ? b->lbs : 0,
 		.mem_align = b->direct ? b->mem_align : 0,
-		.contig = b->nbd != NULL,
+		.contig = b->contig,
 	};
 	unsigned int s;
 
@@ -737,10 +739,10 @@ DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
 	}
 	atomic_fetch_add_explicit(&client->nr_requests, 1,
 				  memory_order_relaxed);
-	/* A lone synchronous chunk on a local device runs here: no thread
-	 * hand-off at all. */
+	/* A lone synchronous chunk on a local device (one with a file
+	 * descriptor) runs here: no thread hand-off at all. */
 	if (sync && io->nr_chunks == 1 && !io->ioprio &&
-	    !(head->bdev && head->bdev->nbd))
+	    (!head->bdev || head->bdev->fd >= 0))
 		dm_chunk_exec(head);
 	else
 		dm_submit(client, head);

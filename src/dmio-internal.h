@@ -33,7 +33,9 @@ struct block_device {
 	uint64_t zeroes_max;	   /* bytes per write-zeroes */
 	atomic_bool no_zero_range; /* fallocate(ZERO_RANGE) said no: write */
 	atomic_uint inflight;	   /* chunks issued and not completed */
+	bool contig;		   /* takes one contiguous buffer per command */
 	struct dm_nbd *nbd;	   /* an NBD export: its own connections */
+	struct dm_fault *fault;	   /* a fault: device wrapping another */
 	char name[];
 };
 
@@ -44,6 +46,13 @@ struct block_device *dm_nbd_open(const char *uri, unsigned int flags);
 int dm_nbd_close(struct block_device *bdev);
 void dm_nbd_submit(struct dm_nbd *nbd, struct dm_chunk *head);
 int dm_nbd_set_timeout(struct dm_nbd *nbd, unsigned int ms);
+
+/* fault: devices (fault.c). */
+struct dm_fault;
+struct block_device *dm_fault_open(const char *spec, unsigned int flags);
+int dm_fault_close(struct block_device *bdev);
+void dm_fault_submit(struct dm_fault *fault, struct dm_chunk *c);
+struct block_device *dm_fault_inner(struct dm_fault *fault);
 
 /* ---- memory iterators (the kernel's dpages) ---- */
 
@@ -125,9 +134,11 @@ struct dm_chunk {
 	unsigned int flags;   /* DM_CHUNK_* */
 	unsigned int retries; /* resubmissions that made no progress */
 	struct iovec tail;    /* a partly transferred segment's rest */
-	/* backend scratch: the NBD backend's result, bytes and connection */
+	/* backend scratch: NBD's result, bytes and connection; fault:'s
+	 * arrival time */
 	int be_res;
 	unsigned int be_len, be_conn;
+	uint64_t be_time;
 };
 
 struct dm_sync_wait {

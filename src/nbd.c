@@ -475,6 +475,7 @@ struct block_device *dm_nbd_open(const char *uri, unsigned int flags)
 	memcpy(bdev->name, uri, len + 1);
 	bdev->fd = -1;
 	bdev->flags = flags & DM_BDEV_RDONLY;
+	bdev->contig = true; /* libnbd takes one buffer per command */
 	bdev->nbd = n;
 	n->bdev = bdev;
 	n->queue_tail = &n->queue;

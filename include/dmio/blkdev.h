@@ -29,7 +29,16 @@ struct block_device; /* opaque */
  * @spec:  path to a regular file or a block device, or an NBD URI:
  *         nbd://host[:port]/export, nbd+unix:///export?socket=PATH, and
  *         their TLS forms nbds:// and nbds+unix:// (libnbd's URI syntax,
- *         e.g. ?tls-psk-file=PATH with a user name before '@').
+ *         e.g. ?tls-psk-file=PATH with a user name before '@'), or a
+ *         fault-injecting wrapper of any of these:
+ *             fault:OPTIONS:SPEC
+ *         OPTIONS, comma-separated: fail=S+N, fail-reads=S+N,
+ *         fail-writes=S+N (sectors S..S+N-1, or "all"; writes include
+ *         discard, write-zeroes and flush), drop-writes=S+N (report done,
+ *         write nothing), after=N (rules apply from the (N+1)th I/O),
+ *         errno=EIO|ENOSPC|EROFS|ENXIO|ETIMEDOUT|ECONNRESET|EOPNOTSUPP|number,
+ *         delay=MS.  Up to 8 rules; e.g.
+ *         "fault:fail-writes=0+8,errno=ENOSPC:/dev/loop0".
  * @flags: DM_BDEV_* (DIRECT and BUFFERED together are refused; NBD exports
  *         ignore both).
  *

@@ -1,0 +1,365 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * fault: devices, the library's dm-flakey/dm-dust: a device spec
+ *
+ *	fault:OPTIONS:SPEC
+ *
+ * wraps any other device (SPEC may be a path or an NBD URI) and fails,
+ * drops or delays I/O to it as OPTIONS say, deterministically, so that
+ * callers can test their own error handling.  OPTIONS, comma-separated:
+ *
+ *	fail=S+N	 fail reads and writes touching sectors [S, S+N)
+ *	fail-reads=S+N	 only reads; fail-writes=S+N only writes (with
+ *			 discard, write-zeroes and flush); "all" for the device
+ *	drop-writes=S+N	 report writes there as done, write nothing
+ *	after=N		 the rules apply from the (N+1)th I/O on
+ *	errno=E		 EIO (default), ENOSPC, EROFS, ENXIO, ETIMEDOUT,
+ *			 ECONNRESET, EOPNOTSUPP, or a number
+ *	delay=MS	 every I/O waits MS milliseconds first
+ *
+ * Every chunk passes through the device's thread, which fails, drops or
+ * forwards it to the wrapped device; failures complete on that thread, as
+ * real ones would on a completion thread.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dmio-internal.h"
+
+#define MAX_RULES  8
+#define RULE_READ  (1u << 0)
+#define RULE_WRITE (1u << 1)
+
+struct rule {
+	uint64_t start, end; /* bytes */
+	unsigned int ops;
+	bool drop;
+};
+
+struct dm_fault {
+	struct block_device *inner;
+	struct rule rules[MAX_RULES];
+	unsigned int nr_rules;
+	uint64_t after;
+	atomic_ulong seen;
+	int err;
+	uint64_t delay_ns;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct dm_chunk *queue, **tail;
+	bool stop;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- options ---- */
+
+static const struct {
+	const char *name;
+	int err;
+} errnos[] = {
+	{"EIO", EIO},
+	{"ENOSPC", ENOSPC},
+	{"EROFS", EROFS},
+	{"ENXIO", ENXIO},
+	{"ETIMEDOUT", ETIMEDOUT},
+	{"ECONNRESET", ECONNRESET},
+	{"EOPNOTSUPP", EOPNOTSUPP},
+};
+
+static int parse_u64(const char *s, const char *end, uint64_t *out)
+{
+	char *stop;
+
+	if (s == end || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	*out = strtoull(s, &stop, 10);
+	return errno || stop != end ? -EINVAL : 0;
+}
+
+static int parse_range(const char *v, const char *end, struct rule *r)
+{
+	const char *plus = memchr(v, '+', (size_t)(end - v));
+	uint64_t s, n;
+
+	if ((size_t)(end - v) == 3 && !memcmp(v, "all", 3)) {
+		r->start = 0;
+		r->end = UINT64_MAX;
+		return 0;
+	}
+	if (!plus || parse_u64(v, plus, &s) || parse_u64(plus + 1, end, &n) ||
+	    !n || n > (UINT64_MAX >> SECTOR_SHIFT) - s)
+		return -EINVAL;
+	r->start = s << SECTOR_SHIFT;
+	r->end = (s + n) << SECTOR_SHIFT;
+	return 0;
+}
+
+static int parse_errno(const char *v, const char *end, int *err)
+{
+	size_t len = (size_t)(end - v), i;
+	uint64_t n;
+
+	for (i = 0; i < sizeof(errnos) / sizeof(errnos[0]); i++) {
+		if (strlen(errnos[i].name) == len &&
+		    !memcmp(v, errnos[i].name, len)) {
+			*err = errnos[i].err;
+			return 0;
+		}
+	}
+	if (parse_u64(v, end, &n) || !n || n > 4095)
+		return -EINVAL;
+	*err = (int)n;
+	return 0;
+}
+
+static bool key_is(const char *k, size_t klen, const char *name)
+{
+	return strlen(name) == klen && !memcmp(k, name, klen);
+}
+
+static int parse_option(struct dm_fault *f, const char *k, const char *end)
+{
+	const char *eq = memchr(k, '=', (size_t)(end - k));
+	size_t klen = eq ? (size_t)(eq - k) : 0;
+	const char *v = eq + 1;
+	struct rule *r = &f->rules[f->nr_rules];
+	uint64_t n;
+
+	if (!eq)
+		return -EINVAL;
+	if (key_is(k, klen, "after"))
+		return parse_u64(v, end, &f->after);
+	if (key_is(k, klen, "errno"))
+		return parse_errno(v, end, &f->err);
+	if (key_is(k, klen, "delay")) {
+		if (parse_u64(v, end, &n) || n > 3600000)
+			return -EINVAL;
+		f->delay_ns = n * 1000000u;
+		return 0;
+	}
+	if (f->nr_rules == MAX_RULES)
+		return -EINVAL;
+	if (key_is(k, klen, "fail"))
+		r->ops = RULE_READ | RULE_WRITE;
+	else if (key_is(k, klen, "fail-reads"))
+		r->ops = RULE_READ;
+	else if (key_is(k, klen, "fail-writes"))
+		r->ops = RULE_WRITE;
+	else if (key_is(k, klen, "drop-writes"))
+		r->ops = RULE_WRITE, r->drop = true;
+	else
+		return -EINVAL;
+	if (parse_range(v, end, r))
+		return -EINVAL;
+	f->nr_rules++;
+	return 0;
+}
+
+/* ---- the thread ---- */
+
+static bool is_write(enum dm_chunk_op op)
+{
+	return op != DM_CHUNK_READ && op != DM_CHUNK_NOP;
+}
+
+/* The rule that catches @c, or NULL. */
+static const struct rule *match(struct dm_fault *f, const struct dm_chunk *c)
+{
+	unsigned int want = is_write(c->op) ? RULE_WRITE : RULE_READ;
+	uint64_t start = c->pos, end = c->pos + c->len;
+	unsigned int i;
+
+	if (atomic_fetch_add(&f->seen, 1) < f->after)
+		return NULL;
+	for (i = 0; i < f->nr_rules; i++) {
+		const struct rule *r = &f->rules[i];
+
+		if (!(r->ops & want))
+			continue;
+		/* A flush has no range: only a whole-device rule takes it. */
+		if (c->op == DM_CHUNK_FLUSH ? r->end == UINT64_MAX
+					    : start < r->end && end > r->start)
+			return r;
+	}
+	return NULL;
+}
+
+static void handle(struct dm_fault *f, struct dm_chunk *c)
+{
+	const struct rule *r = match(f, c);
+	struct dm_io_client *client = c->io->client;
+	int res;
+
+	if (!r) {
+		/* Forward to the wrapped device, which now owns the chunk. */
+		atomic_fetch_add(&f->inner->inflight, 1);
+		atomic_fetch_sub(&c->bdev->inflight, 1);
+		c->bdev = f->inner;
+		dm_submit(client, c);
+		return;
+	}
+	res = r->drop ? (int)(c->op == DM_CHUNK_FLUSH ? 0 : c->len - c->done)
+		      : -f->err;
+	if (c->op == DM_CHUNK_DISCARD || c->op == DM_CHUNK_ZEROES)
+		res = r->drop ? 0 : res;
+	dm_current_cb_client = client;
+	if (dm_chunk_done(c, res))
+		dm_fault_submit(f, c); /* once more through the rules */
+	dm_current_cb_client = NULL;
+}
+
+static void *fault_thread(void *arg)
+{
+	struct dm_fault *f = arg;
+
+	pthread_mutex_lock(&f->lock);
+	for (;;) {
+		struct dm_chunk *c = f->queue;
+		uint64_t now;
+
+		if (!c) {
+			if (f->stop)
+				break;
+			pthread_cond_wait(&f->cond, &f->lock);
+			continue;
+		}
+		now = now_ns();
+		if (c->be_time + f->delay_ns > now) {
+			uint64_t due = c->be_time + f->delay_ns;
+			struct timespec ts;
+
+			/* The condition variable runs on the monotonic clock
+			 * (see dm_fault_open), like be_time. */
+			ts.tv_sec = (time_t)(due / 1000000000u);
+			ts.tv_nsec = (long)(due % 1000000000u);
+			pthread_cond_timedwait(&f->cond, &f->lock, &ts);
+			continue;
+		}
+		f->queue = c->next;
+		if (!f->queue)
+			f->tail = &f->queue;
+		pthread_mutex_unlock(&f->lock);
+		c->next = NULL;
+		handle(f, c);
+		pthread_mutex_lock(&f->lock);
+	}
+	pthread_mutex_unlock(&f->lock);
+	return NULL;
+}
+
+void dm_fault_submit(struct dm_fault *f, struct dm_chunk *c)
+{
+	c->be_time = now_ns();
+	c->next = NULL;
+	pthread_mutex_lock(&f->lock);
+	*f->tail = c;
+	f->tail = &c->next;
+	pthread_cond_signal(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* ---- opening and closing ---- */
+
+struct block_device *dm_fault_open(const char *spec, unsigned int flags)
+{
+	const char *opts = spec + strlen("fault:"), *sep = strchr(opts, ':');
+	struct block_device *bdev = NULL;
+	pthread_condattr_t attr;
+	struct dm_fault *f;
+	const char *k;
+	size_t len;
+	int err = -EINVAL;
+
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	f->err = EIO;
+	f->tail = &f->queue;
+	atomic_init(&f->seen, 0);
+	for (k = opts; sep && k < sep;) {
+		const char *end = memchr(k, ',', (size_t)(sep - k));
+
+		if (!end)
+			end = sep;
+		err = parse_option(f, k, end);
+		if (err)
+			goto fail;
+		k = end + 1;
+	}
+	if (!sep || !sep[1])
+		goto fail;
+	f->inner = dm_bdev_open(sep + 1, flags);
+	if (!f->inner) {
+		err = -errno;
+		goto fail;
+	}
+	len = strlen(spec);
+	bdev = calloc(1, sizeof(*bdev) + len + 1);
+	err = -ENOMEM;
+	if (!bdev)
+		goto fail_inner;
+	/* Look like the wrapped device to the planner, minus its fd: every
+	 * chunk must come here first. */
+	memcpy(bdev, f->inner, sizeof(*bdev));
+	memcpy(bdev->name, spec, len + 1);
+	bdev->fd = -1;
+	bdev->nbd = NULL;
+	bdev->fault = f;
+	atomic_init(&bdev->inflight, 0);
+	atomic_init(&bdev->no_zero_range,
+		    atomic_load(&f->inner->no_zero_range));
+
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&f->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	err = -pthread_create(&f->thread, NULL, fault_thread, f);
+	if (!err)
+		return bdev;
+	pthread_cond_destroy(&f->cond);
+	pthread_mutex_destroy(&f->lock);
+fail_inner:
+	dm_bdev_close(f->inner);
+fail:
+	free(bdev);
+	free(f);
+	errno = -err;
+	return NULL;
+}
+
+int dm_fault_close(struct block_device *bdev)
+{
+	struct dm_fault *f = bdev->fault;
+	int ret;
+
+	if (atomic_load(&f->inner->inflight))
+		return -EBUSY;
+	pthread_mutex_lock(&f->lock);
+	f->stop = true;
+	pthread_cond_signal(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+	pthread_join(f->thread, NULL);
+	pthread_cond_destroy(&f->cond);
+	pthread_mutex_destroy(&f->lock);
+	ret = dm_bdev_close(f->inner);
+	free(f);
+	free(bdev);
+	return ret;
+}
+
+struct block_device *dm_fault_inner(struct dm_fault *f)
+{
+	return f->inner;
+}
