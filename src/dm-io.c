@@ -505,6 +505,24 @@ static int plan_request(struct plan *pl, unsigned int bi_opf,
 	return 0;
 }
 
+/* A read that is refused at planning still leaves zeroes, as one that
+ * fails in flight does. */
+static void zero_memory(struct dpages dp, uint64_t len)
+{
+	while (len) {
+		void *addr;
+		size_t n;
+
+		if (dp.get(&dp, &addr, &n))
+			return;
+		if (n > len)
+			n = (size_t)len;
+		memset(addr, 0, n);
+		dp.next(&dp, n);
+		len -= n;
+	}
+}
+
 /* ---- building and submitting ---- */
 
 #define ALIGN_UP(x, a) (((x) + (a)-1) / (a) * (a))
@@ -707,6 +725,8 @@ DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
 	for (i = 0; i < num_regions; i++)
 		if (pl.early[i])
 			early_bits |= 1UL << i;
+	if (op == DM_IO_OP_READ && pl.early[0])
+		zero_memory(dp, where[0].count << SECTOR_SHIFT);
 
 	layout_of(&pl, num_regions, &lo);
 	for (;;) {
