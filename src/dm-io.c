@@ -224,7 +224,11 @@ bool dm_chunk_done(struct dm_chunk *c, int res)
 	default:
 		break;
 	}
-	if ((res == -EINTR || res == -EAGAIN) && ++c->retries < MAX_RETRIES)
+	/* Interrupted, or cancelled because the thread that submitted it has
+	 * exited (io_uring ties requests to their task): the chunk is intact,
+	 * and going again from a library thread it stays put. */
+	if ((res == -EINTR || res == -EAGAIN || res == -ECANCELED) &&
+	    ++c->retries < MAX_RETRIES)
 		return true;
 	chunk_end(c, res);
 	return false;

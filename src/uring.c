@@ -36,7 +36,11 @@ struct dm_uring {
 	 * 1 works, -1 absent, and then helper threads issue BLKDISCARD. */
 	atomic_int cmd_discard;
 	struct dm_backend *helpers;
+	unsigned int batched; /* the reaper's: filled, not yet entered */
 };
+
+/* The ring whose reaper this thread is. */
+static _Thread_local struct dm_uring *reaping;
 
 #define to_uring(b) ((struct dm_uring *)(b))
 
@@ -193,7 +197,12 @@ static void uring_submit(struct dm_backend *be, struct dm_chunk *head)
 	pthread_mutex_lock(&u->lock);
 	n = fill_locked(u, head);
 	pthread_mutex_unlock(&u->lock);
-	enter(u, n);
+	/* Callbacks run by the reaper submit together, once the batch of
+	 * completions is done: one system call for all of them. */
+	if (reaping == u)
+		u->batched += n;
+	else
+		enter(u, n);
 }
 
 /* The first block-device discard tells whether the kernel has the uring
@@ -216,6 +225,7 @@ static void *reaper(void *arg)
 	struct dm_uring *u = arg;
 
 	dm_current_cb_client = u->be.client;
+	reaping = u;
 	for (;;) {
 		struct dm_chunk *again = NULL, **tail = &again;
 		struct io_uring_cqe *cqe;
@@ -258,7 +268,8 @@ static void *reaper(void *arg)
 		pthread_mutex_lock(&u->lock);
 		filled = fill_locked(u, again);
 		pthread_mutex_unlock(&u->lock);
-		enter(u, filled);
+		enter(u, filled + u->batched);
+		u->batched = 0;
 
 		if (stop)
 			return NULL;
