@@ -451,14 +451,19 @@ static int plan_request(struct plan *pl, unsigned int bi_opf,
 	unsigned int op = bi_opf & DM_IO_OP_MASK, i, s;
 	int ret;
 
-	memset(pl, 0, offsetof(struct plan, shapes));
+	/* Only the first num_regions entries are ever read: clear no more. */
 	pl->op = op;
 	pl->flags = bi_opf & ~DM_IO_OP_MASK;
+	pl->nr_shapes = pl->nr_pieces = pl->nr_iov = pl->nr_chunks = 0;
+	pl->max_parts = 0;
 	for (i = 0; i < num_regions; i++) {
 		const struct io_region *r = &where[i];
 		uint64_t len = r->count << SECTOR_SHIFT;
 
 		pl->shape_of[i] = -1;
+		pl->early[i] = 0;
+		pl->flush[i] = false;
+		pl->parts[i] = 0;
 		if (op == DM_IO_OP_FLUSH) {
 			/* The region names the device; its range is moot. */
 			pl->flush[i] = true;
