@@ -1,0 +1,689 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Test harness: temporary directories, pattern-filled files, loop devices
+ * attached with LOOP_CONFIGURE and LO_FLAGS_AUTOCLEAR (so that a crashing
+ * test still leaves no device behind), and cmocka fixtures that clean up
+ * whatever a test made, whether it passed or not.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <linux/loop.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define H_TMPDIR_PARENT "/dev/shm"
+
+unsigned int h_group_seed_pages;
+static unsigned int h_skips; /* tests skipped by h_need_root() */
+
+/* ---- patterns ----------------------------------------------------------- */
+
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	x ^= x >> 31;
+	return x;
+}
+
+static uint64_t pattern_word(uint32_t seed, uint64_t word)
+{
+	return mix(word * 0x9e3779b97f4a7c15ull ^
+		   ((uint64_t)seed << 32 | seed));
+}
+
+uint8_t h_pattern_byte(uint32_t seed, uint64_t pos)
+{
+	return (uint8_t)(pattern_word(seed, pos >> 3) >> ((pos & 7) * 8));
+}
+
+void h_pattern(void *buf, size_t len, uint32_t seed, uint64_t pos)
+{
+	uint8_t *p = buf;
+	size_t i = 0;
+
+	while (i < len) {
+		uint64_t w = pattern_word(seed, (pos + i) >> 3);
+		unsigned int b = (unsigned int)((pos + i) & 7);
+
+		for (; b < 8 && i < len; b++, i++)
+			p[i] = (uint8_t)(w >> (b * 8));
+	}
+}
+
+long h_pattern_mismatch(const void *buf, size_t len, uint32_t seed,
+			uint64_t pos)
+{
+	const uint8_t *p = buf;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (p[i] != h_pattern_byte(seed, pos + i))
+			return (long)i;
+	return -1;
+}
+
+long h_byte_mismatch(const void *buf, size_t len, uint8_t byte)
+{
+	const uint8_t *p = buf;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (p[i] != byte)
+			return (long)i;
+	return -1;
+}
+
+/* ---- directories, files, loop devices --------------------------------------
+ */
+
+/* Directories of test processes killed before their teardown (a timeout,
+ * a crash): "dmio-test-PID-XXXXXX" whose PID is gone. */
+static void remove_stale_tmpdirs(void)
+{
+	DIR *d = opendir(H_TMPDIR_PARENT);
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char path[sizeof(H_TMPDIR_PARENT) + 256];
+		int pid;
+
+		if (sscanf(de->d_name, "dmio-test-%d-", &pid) != 1 ||
+		    pid <= 0 || pid == getpid() || kill(pid, 0) == 0 ||
+		    errno != ESRCH)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", H_TMPDIR_PARENT,
+			 de->d_name);
+		h_tmpdir_remove(path);
+	}
+	closedir(d);
+}
+
+int h_tmpdir_make(char *dir, size_t size)
+{
+	remove_stale_tmpdirs();
+	if (snprintf(dir, size, "%s/dmio-test-%d-XXXXXX", H_TMPDIR_PARENT,
+		     (int)getpid()) >= (int)size)
+		return -ENAMETOOLONG;
+	if (!mkdtemp(dir))
+		return -errno;
+	return 0;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag,
+		  struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	if (remove(path) < 0 && errno != ENOENT)
+		fprintf(stderr, "harness: remove %s: %s\n", path,
+			strerror(errno));
+	return 0;
+}
+
+int h_tmpdir_remove(const char *dir)
+{
+	if (!dir[0])
+		return 0;
+	if (nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS) < 0)
+		return -errno;
+	return 0;
+}
+
+int h_file_create(const char *path, uint64_t size, uint32_t seed)
+{
+	size_t bufsz = 1 * MiB;
+	uint64_t off = 0;
+	uint8_t *buf;
+	int fd, err = 0;
+
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	buf = malloc(bufsz);
+	if (!buf) {
+		err = -ENOMEM;
+		goto out;
+	}
+	while (off < size) {
+		size_t n = size - off < bufsz ? (size_t)(size - off) : bufsz;
+		ssize_t w;
+
+		h_pattern(buf, n, seed, off);
+		w = pwrite(fd, buf, n, (off_t)off);
+		if (w < 0) {
+			err = -errno;
+			break;
+		}
+		off += (uint64_t)w;
+	}
+	free(buf);
+out:
+	if (err) {
+		close(fd);
+		unlink(path);
+		return err;
+	}
+	return fd;
+}
+
+/* devtmpfs makes the node as the kernel adds the device; allow a moment. */
+static int open_loop_node(const char *path)
+{
+	int i, fd = -1;
+
+	for (i = 0; i < 100; i++) {
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd >= 0 || errno != ENOENT)
+			break;
+		h_sleep_ms(10);
+	}
+	return fd < 0 ? -errno : fd;
+}
+
+int h_loop_attach(int backing_fd, unsigned int lbs, struct h_loop *lo)
+{
+	int ctl, attempt, err = -EBUSY;
+
+	lo->fd = -1;
+	lo->nr = -1;
+	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	if (ctl < 0)
+		return -errno;
+	/* Another process may take the free device between GET_FREE and
+	 * CONFIGURE: then ask again. */
+	for (attempt = 0; attempt < 64; attempt++) {
+		struct loop_config cfg = {
+			.fd = (uint32_t)backing_fd,
+			.block_size = lbs,
+			.info.lo_flags = LO_FLAGS_AUTOCLEAR,
+		};
+		int nr = ioctl(ctl, LOOP_CTL_GET_FREE);
+		int fd;
+
+		if (nr < 0) {
+			err = -errno;
+			break;
+		}
+		snprintf(lo->path, sizeof(lo->path), "/dev/loop%d", nr);
+		fd = open_loop_node(lo->path);
+		if (fd < 0) {
+			err = fd;
+			break;
+		}
+		snprintf((char *)cfg.info.lo_file_name,
+			 sizeof(cfg.info.lo_file_name), "dmio-test");
+		if (ioctl(fd, LOOP_CONFIGURE, &cfg) == 0) {
+			lo->fd = fd;
+			lo->nr = nr;
+			err = 0;
+			break;
+		}
+		err = -errno;
+		close(fd);
+		if (err != -EBUSY)
+			break;
+	}
+	close(ctl);
+	return err;
+}
+
+void h_loop_detach(struct h_loop *lo)
+{
+	if (lo->fd < 0)
+		return;
+	/* With AUTOCLEAR the kernel detaches at the last close anyway; ask
+	 * explicitly so that nothing waits for that. */
+	if (ioctl(lo->fd, LOOP_CLR_FD, 0) < 0 && errno != ENXIO)
+		fprintf(stderr, "harness: LOOP_CLR_FD %s: %s\n", lo->path,
+			strerror(errno));
+	close(lo->fd);
+	lo->fd = -1;
+}
+
+int h_loop_shrink(struct h_dev *dev, uint64_t size)
+{
+	if (ftruncate(dev->fd, (off_t)size) < 0)
+		return -errno;
+	if (dev->loop.fd >= 0 && ioctl(dev->loop.fd, LOOP_SET_CAPACITY, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+void h_need_root(const char *why)
+{
+	if (geteuid() != 0) {
+		h_skips++;
+		print_message("SKIP: %s: loop devices need root (euid %u)\n",
+			      why, (unsigned int)geteuid());
+		skip();
+	}
+	if (access("/dev/loop-control", R_OK | W_OK) < 0) {
+		h_skips++;
+		print_message("SKIP: %s: /dev/loop-control: %s\n", why,
+			      strerror(errno));
+		skip();
+	}
+}
+
+/* ---- cmocka fixtures --------------------------------------------------------
+ */
+
+static int group_setup(void **state, enum h_kind kind)
+{
+	struct h_env *env = calloc(1, sizeof(*env));
+	int err;
+
+	if (!env)
+		return -1;
+	env->kind = kind;
+	err = h_tmpdir_make(env->dir, sizeof(env->dir));
+	if (err) {
+		fprintf(stderr, "harness: mkdtemp: %s\n", strerror(-err));
+		free(env);
+		return -1;
+	}
+	if (h_group_seed_pages) {
+		err = dm_io_get(h_group_seed_pages);
+		if (err) {
+			fprintf(stderr, "harness: dm_io_get(%u): %s\n",
+				h_group_seed_pages, strerror(-err));
+			h_tmpdir_remove(env->dir);
+			free(env);
+			return -1;
+		}
+		env->group_seed = h_group_seed_pages;
+	}
+	*state = env;
+	return 0;
+}
+
+int h_group_setup_file(void **state)
+{
+	return group_setup(state, H_FILE);
+}
+
+int h_group_setup_loop(void **state)
+{
+	return group_setup(state, H_LOOP);
+}
+
+int h_group_teardown(void **state)
+{
+	struct h_env *env = *state;
+
+	if (!env)
+		return 0;
+	if (env->group_seed)
+		dm_io_put(env->group_seed);
+	h_tmpdir_remove(env->dir);
+	free(env);
+	*state = NULL;
+	return 0;
+}
+
+int h_test_setup(void **state)
+{
+	struct h_env *env = *state;
+
+	env->nr_devs = 0;
+	env->nr_bdevs = 0;
+	env->seed_held = 0;
+	return 0;
+}
+
+int h_test_teardown(void **state)
+{
+	struct h_env *env = *state;
+	unsigned int i;
+	int ret = 0;
+
+	for (i = 0; i < env->nr_bdevs; i++) {
+		int err = dm_bdev_close(env->bdevs[i]);
+
+		if (err) {
+			fprintf(stderr, "harness: dm_bdev_close(%s): %s\n",
+				dm_bdev_name(env->bdevs[i]), strerror(-err));
+			ret = -1;
+		}
+	}
+	env->nr_bdevs = 0;
+	if (env->seed_held)
+		dm_io_put(env->seed_held);
+	env->seed_held = 0;
+	for (i = 0; i < env->nr_devs; i++) {
+		struct h_dev *dev = &env->devs[i];
+
+		h_loop_detach(&dev->loop);
+		if (dev->fd >= 0)
+			close(dev->fd);
+		if (dev->file[0])
+			unlink(dev->file);
+	}
+	env->nr_devs = 0;
+	return ret;
+}
+
+struct h_env *h_env(void **state)
+{
+	struct h_env *env = *state;
+
+	if (env->kind == H_LOOP)
+		h_need_root("loop-device group");
+	return env;
+}
+
+int h_run(const char *name, const struct CMUnitTest *file_tests, size_t nr_file,
+	  const struct CMUnitTest *loop_tests, size_t nr_loop)
+{
+	char group[128];
+	int fails = 0;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (nr_file) {
+		snprintf(group, sizeof(group), "%s/file", name);
+		print_message("[ GROUP    ] %s: regular files\n", group);
+		fails += _cmocka_run_group_tests(group, file_tests, nr_file,
+						 h_group_setup_file,
+						 h_group_teardown);
+	}
+	if (nr_loop) {
+		snprintf(group, sizeof(group), "%s/loop", name);
+		print_message("[ GROUP    ] %s: loop devices over /dev/shm "
+			      "files\n",
+			      group);
+		fails += _cmocka_run_group_tests(group, loop_tests, nr_loop,
+						 h_group_setup_loop,
+						 h_group_teardown);
+	}
+	/* Nothing ran: tell meson it was skipped (exit status 77). */
+	if (!fails && h_skips && h_skips == nr_file + nr_loop)
+		return 77;
+	return fails;
+}
+
+/* ---- devices in a test -------------------------------------------------- */
+
+static struct h_dev *dev_new(struct h_env *env, enum h_kind kind, uint64_t size,
+			     uint32_t seed, unsigned int lbs)
+{
+	struct h_dev *dev;
+	struct stat st;
+	int fd, err;
+
+	if (kind == H_LOOP)
+		h_need_root("loop device");
+	assert_true(env->nr_devs < H_MAX_DEVS);
+	dev = &env->devs[env->nr_devs];
+	memset(dev, 0, sizeof(*dev));
+	dev->fd = -1;
+	dev->loop.fd = -1;
+	if (snprintf(dev->file, sizeof(dev->file), "%s/dev%u.img", env->dir,
+		     env->nr_devs) >= (int)sizeof(dev->file))
+		fail_msg("path too long in %s", env->dir);
+	fd = h_file_create(dev->file, size, seed);
+	if (fd < 0)
+		fail_msg("creating %s: %s", dev->file, strerror(-fd));
+	dev->fd = fd;
+	dev->size = size;
+	dev->seed = seed;
+	env->nr_devs++; /* from here on teardown cleans it up */
+
+	if (kind == H_LOOP) {
+		err = h_loop_attach(fd, lbs, &dev->loop);
+		if (err)
+			fail_msg("attaching a loop device (lbs %u) to %s: %s",
+				 lbs, dev->file, strerror(-err));
+		/* The loop holds the file now: its name is not needed. */
+		unlink(dev->file);
+		dev->file[0] = '\0';
+		memcpy(dev->path, dev->loop.path, sizeof(dev->loop.path));
+	} else {
+		memcpy(dev->path, dev->file, sizeof(dev->path));
+	}
+	assert_int_equal(fstat(fd, &st), 0);
+	dev->mtime = st.st_mtim;
+	return dev;
+}
+
+struct h_dev *h_dev_new(struct h_env *env, uint64_t size, uint32_t seed)
+{
+	return dev_new(env, env->kind, size, seed, 512);
+}
+
+struct h_dev *h_dev_new_lbs(struct h_env *env, uint64_t size, uint32_t seed,
+			    unsigned int lbs)
+{
+	return dev_new(env, env->kind, size, seed, lbs);
+}
+
+struct h_dev *h_file_new(struct h_env *env, uint64_t size, uint32_t seed)
+{
+	return dev_new(env, H_FILE, size, seed, 512);
+}
+
+struct h_dev *h_loop_new(struct h_env *env, uint64_t size, uint32_t seed,
+			 unsigned int lbs)
+{
+	return dev_new(env, H_LOOP, size, seed, lbs);
+}
+
+struct block_device *h_open(struct h_env *env, struct h_dev *dev,
+			    unsigned int flags)
+{
+	struct block_device *bdev;
+
+	assert_true(env->nr_bdevs < H_MAX_BDEVS);
+	bdev = dm_bdev_open(dev->path, flags);
+	if (!bdev)
+		fail_msg("dm_bdev_open(%s, %#x): %s", dev->path, flags,
+			 strerror(errno));
+	env->bdevs[env->nr_bdevs++] = bdev;
+	return bdev;
+}
+
+void h_close(struct h_env *env, struct block_device *bdev)
+{
+	unsigned int i;
+
+	for (i = 0; i < env->nr_bdevs; i++) {
+		if (env->bdevs[i] != bdev)
+			continue;
+		env->bdevs[i] = env->bdevs[--env->nr_bdevs];
+		assert_int_equal(dm_bdev_close(bdev), 0);
+		return;
+	}
+	fail_msg("h_close: %p was not opened by h_open()", (void *)bdev);
+}
+
+void h_dev_read(struct h_dev *dev, uint64_t off, void *buf, size_t len)
+{
+	size_t done = 0;
+
+	/* Buffered writes to a block device sit in its page cache until
+	 * written back: push them to the backing file first. */
+	if (dev->loop.fd >= 0)
+		assert_int_equal(fsync(dev->loop.fd), 0);
+	while (done < len) {
+		ssize_t r = pread(dev->fd, (char *)buf + done, len - done,
+				  (off_t)(off + done));
+
+		if (r < 0)
+			fail_msg("pread %s: %s", dev->path, strerror(errno));
+		if (r == 0)
+			fail_msg("pread %s: end of file at %llu", dev->path,
+				 (unsigned long long)(off + done));
+		done += (size_t)r;
+	}
+}
+
+void h_expect_pattern(struct h_dev *dev, uint64_t off, size_t len,
+		      uint32_t seed, uint64_t pos)
+{
+	uint8_t *buf = h_alloc(len ? len : 1);
+	long bad;
+
+	h_dev_read(dev, off, buf, len);
+	bad = h_pattern_mismatch(buf, len, seed, pos);
+	if (bad >= 0) {
+		uint8_t got = buf[bad];
+
+		free(buf);
+		fail_msg("%s: byte %llu is %#04x, expected %#04x (pattern %u "
+			 "at %llu)",
+			 dev->path, (unsigned long long)(off + (uint64_t)bad),
+			 got, h_pattern_byte(seed, pos + (uint64_t)bad), seed,
+			 (unsigned long long)(pos + (uint64_t)bad));
+	}
+	free(buf);
+}
+
+void h_expect_initial(struct h_dev *dev, uint64_t off, size_t len)
+{
+	h_expect_pattern(dev, off, len, dev->seed, off);
+}
+
+uint64_t h_dev_file_size(struct h_dev *dev)
+{
+	struct stat st;
+
+	assert_int_equal(fstat(dev->fd, &st), 0);
+	return (uint64_t)st.st_size;
+}
+
+void h_expect_untouched(struct h_dev *dev)
+{
+	struct stat st;
+
+	assert_int_equal(fstat(dev->fd, &st), 0);
+	if ((uint64_t)st.st_size != dev->size)
+		fail_msg("%s: size changed from %llu to %llu", dev->path,
+			 (unsigned long long)dev->size,
+			 (unsigned long long)st.st_size);
+	h_expect_initial(dev, 0, dev->size);
+	if (st.st_mtim.tv_sec != dev->mtime.tv_sec ||
+	    st.st_mtim.tv_nsec != dev->mtime.tv_nsec)
+		fail_msg("%s: modified (mtime moved) although its bytes are "
+			 "the same",
+			 dev->path);
+}
+
+/* ---- the seed reservation ----------------------------------------------- */
+
+void h_seed_get(struct h_env *env, unsigned int pages)
+{
+	assert_int_equal(dm_io_get(pages), 0);
+	env->seed_held += pages;
+}
+
+void h_seed_put(struct h_env *env, unsigned int pages)
+{
+	dm_io_put(pages);
+	if (pages <= env->seed_held)
+		env->seed_held -= pages;
+}
+
+/* ---- memory ------------------------------------------------------------- */
+
+void *h_alloc(size_t size)
+{
+	void *p = malloc(size);
+
+	if (!p)
+		fail_msg("malloc(%zu) failed", size);
+	return p;
+}
+
+void *h_alloc_aligned(size_t size)
+{
+	void *p = NULL;
+
+	if (posix_memalign(&p, DM_PAGE_SIZE, size))
+		fail_msg("posix_memalign(%zu) failed", size);
+	return p;
+}
+
+struct page_list *h_pl_alloc(unsigned int nr)
+{
+	struct page_list *pl = dm_page_list_alloc(nr);
+
+	if (!pl)
+		fail_msg("dm_page_list_alloc(%u): %s", nr, strerror(errno));
+	return pl;
+}
+
+static void pl_copy(struct page_list *pl, unsigned int offset, void *buf,
+		    size_t len, bool in)
+{
+	char *p = buf;
+
+	while (len) {
+		size_t n = DM_PAGE_SIZE - offset;
+		char *addr;
+
+		assert_non_null(pl);
+		addr = (char *)dm_page_address(pl->page) + offset;
+		if (n > len)
+			n = len;
+		if (in)
+			memcpy(addr, p, n);
+		else
+			memcpy(p, addr, n);
+		p += n;
+		len -= n;
+		offset = 0;
+		pl = pl->next;
+	}
+}
+
+void h_pl_fill(struct page_list *pl, unsigned int offset, const void *src,
+	       size_t len)
+{
+	pl_copy(pl, offset, (void *)src, len, true);
+}
+
+void h_pl_copy_out(struct page_list *pl, unsigned int offset, void *dst,
+		   size_t len)
+{
+	pl_copy(pl, offset, dst, len, false);
+}
+
+/* ---- waiting ------------------------------------------------------------ */
+
+void h_sleep_ms(unsigned int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+bool h_wait_count(atomic_uint *v, unsigned int target, unsigned int timeout_ms)
+{
+	struct timespec start, now;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		if (atomic_load(v) >= target)
+			return true;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - start.tv_sec) * 1000 +
+			    (now.tv_nsec - start.tv_nsec) / 1000000 >=
+		    (long)timeout_ms)
+			return atomic_load(v) >= target;
+		h_sleep_ms(1);
+	}
+}
