@@ -60,13 +60,17 @@ static int probe_blk(struct block_device *bdev, dev_t rdev)
 {
 	unsigned long long kb, wz;
 	uint64_t size;
-	int lbs;
+	int lbs, ro = 0;
 
 	if (ioctl(bdev->fd, BLKGETSIZE64, &size) < 0 ||
 	    ioctl(bdev->fd, BLKSSZGET, &lbs) < 0)
 		return -errno;
 	bdev->size = size;
 	bdev->lbs = lbs > 0 ? (unsigned int)lbs : 512;
+	/* A device set read-only (blockdev --setro) opens for writing but
+	 * refuses every write: say so up front, as for DM_BDEV_RDONLY. */
+	if (!ioctl(bdev->fd, BLKROGET, &ro) && ro)
+		bdev->flags |= DM_BDEV_RDONLY;
 	kb = read_sysfs_ull(rdev, "max_sectors_kb");
 	bdev->max_bytes = kb ? (uint32_t)(kb > 4096 ? 4096 : kb) << 10
 			     : DM_FILE_MAX_BYTES;

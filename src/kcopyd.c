@@ -21,7 +21,9 @@
 #define DEFAULT_SUB_JOBS	8
 #define MAX_SUB_JOB_SECTORS	32768
 #define MAX_SUB_JOBS		64
-#define KNOWN_FLAGS		(1u << DM_KCOPYD_IGNORE_ERROR | 1u << DM_KCOPYD_WRITE_SEQ)
+#define KNOWN_FLAGS                                                            \
+	(1u << DM_KCOPYD_IGNORE_ERROR | 1u << DM_KCOPYD_WRITE_SEQ |            \
+	 1u << DM_KCOPYD_FUA)
 
 struct kjob;
 

@@ -44,7 +44,7 @@ static _Thread_local struct dm_uring *reaping;
 
 #define to_uring(b) ((struct dm_uring *)(b))
 
-static void prep(struct io_uring_sqe *sqe, struct dm_chunk *c)
+static void prep_sqe(struct io_uring_sqe *sqe, struct dm_chunk *c)
 {
 	int fd = c->bdev ? c->bdev->fd : -1;
 	off_t off = (off_t)(c->pos + c->done);
@@ -153,7 +153,7 @@ static unsigned int fill_locked(struct dm_uring *u, struct dm_chunk *head)
 		u->pending = c->next;
 		if (!u->pending)
 			u->pending_tail = &u->pending;
-		prep(sqe, c);
+		prep_sqe(sqe, c);
 		u->inflight++;
 		n++;
 	}
