@@ -35,7 +35,7 @@ test: build
 	meson test -C $(BUILD) --print-errorlogs
 
 demo: build
-	$(BUILD)/examples/mirror
+	$(BUILD)/tools/dmio demo
 
 install: build
 	meson install -C $(BUILD)

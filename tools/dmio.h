@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * dmio - the command-line face of libdmio.  Declarations shared by the
+ * tool's files: the regions named on the command line (spec.c), the copy
+ * engine (copy.c), progress reporting (progress.c) and output (report.c).
+ * The tool uses the library's public API only.
+ */
+#ifndef DMIO_TOOL_H
+#define DMIO_TOOL_H
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <dmio/dm-kcopyd.h>
+
+/* Exit statuses, as dmio(1) lists them. */
+#define EXIT_ALL_GOOD	 0
+#define EXIT_SOME_FAILED 1 /* a destination (or compared region) failed */
+#define EXIT_USAGE	 2 /* usage error, or the source could not be used */
+
+#define BYTES(sectors) ((uint64_t)(sectors) << SECTOR_SHIFT)
+
+/* A region named on the command line, SPEC[@SECTOR[+COUNT]], and what
+ * became of it. */
+struct target {
+	const char *arg; /* as typed: messages and tables show this */
+	char *spec;	 /* the device part */
+	sector_t sector;
+	sector_t count;
+	bool has_count;
+	struct block_device *bdev;
+	bool create;  /* missing: to be created before the copy */
+	bool created; /* made by this run */
+	int err;      /* the first negative errno it met; 0 while fine */
+	/* verify: where the first difference is (sectors into the region) */
+	bool differs;
+	sector_t first_diff;
+	const char *diff_note; /* why, when a region ended first */
+};
+
+/* Options without a short form, shared by the commands' getopt tables. */
+enum long_option {
+	OPT_JSON = 0x100,
+	OPT_DIRECT,
+	OPT_BUFFERED,
+	OPT_NO_CREATE,
+	OPT_IGNORE_ERRORS,
+	OPT_STOP_ON_ERROR,
+	OPT_FLUSH,
+	OPT_FUA,
+	OPT_NO_FLUSH,
+	OPT_SIZE,
+	OPT_KEEP,
+};
+
+/* dmio.c: messages in the name of the command being run, and options. */
+extern volatile sig_atomic_t interrupted; /* set by demo's signal handler */
+
+int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int print_command_help(void);
+int check_open_flags(unsigned int flags);
+int next_option(int argc, char *argv[], const char *shortopts,
+		const struct option *longopts);
+
+/* spec.c */
+int parse_amount(const char *s, sector_t *sectors);
+struct target *parse_targets(char *const args[], unsigned int nr, int *status);
+bool target_is_path(const struct target *t);
+int target_open(struct target *t, unsigned int flags);
+int target_create(struct target *t, uint64_t bytes, unsigned int flags);
+void targets_release(struct target *t, unsigned int nr, bool remove_created);
+int open_source(struct target *src, unsigned int flags);
+int check_aligned(const struct target *t, sector_t count, const char *role);
+
+/* progress.c: a bar on a terminal, else one summary line at the end. */
+struct progress {
+	const char *verb; /* "copied", "zeroed", "compared" */
+	uint64_t total;	  /* bytes */
+	double start, last_draw, seconds;
+	bool bar, quiet, drawn;
+};
+
+void progress_start(struct progress *p, const char *verb, uint64_t total,
+		    bool quiet);
+void progress_update(struct progress *p, uint64_t done);
+void progress_end(struct progress *p, uint64_t done, const char *what);
+double mib_per_s(uint64_t bytes, double seconds);
+const char *human_bytes(uint64_t bytes, char *buf, size_t len);
+
+/* report.c */
+void json_string(FILE *f, const char *s);
+void print_table(const char *heading, const struct target *t, unsigned int nr,
+		 const char *(*result)(const struct target *, char *, size_t));
+const char *copy_result(const struct target *t, char *buf, size_t len);
+const char *verify_result(const struct target *t, char *buf, size_t len);
+const char *error_text(int err);
+
+/* copy.c: the I/O clients every command that moves data runs on. */
+struct engine {
+	struct dm_kcopyd_client *kc;
+	struct dm_io_client *io;
+};
+
+enum durability {
+	DURABLE_FLUSH, /* one flush per destination at the end (default) */
+	DURABLE_FUA,   /* every write */
+	DURABLE_NONE,
+};
+
+struct transfer_opts {
+	bool stop_on_error;
+	enum durability durability;
+};
+
+struct transfer_result {
+	uint64_t bytes; /* copied (or zeroed) by the jobs that completed */
+	bool started;	/* kcopyd accepted a job: destinations were touched */
+	int read_err;	/* the source failed: the copy is incomplete */
+	int submit_err; /* kcopyd refused a job */
+};
+
+int engine_start(struct engine *e);
+void engine_stop(struct engine *e);
+void transfer(struct engine *e, struct target *src, struct target *dst,
+	      unsigned int nr, const struct transfer_opts *o,
+	      struct progress *pg, struct transfer_result *res);
+int cmd_copy(int argc, char *argv[]);
+int cmd_zero(int argc, char *argv[]);
+
+/* verify.c */
+int compare_regions(struct engine *e, struct target *a, struct target *b,
+		    unsigned int nr, struct progress *pg, uint64_t *compared);
+int cmd_verify(int argc, char *argv[]);
+
+/* info.c, demo.c */
+int cmd_info(int argc, char *argv[]);
+int cmd_demo(int argc, char *argv[]);
+
+#endif /* DMIO_TOOL_H */

@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Results: the per-region table on stdout, and the pieces of JSON the
+ * commands print with --json.
+ */
+#include <string.h>
+
+#include "dmio.h"
+
+const char *error_text(int err)
+{
+	return strerror(err < 0 ? -err : err);
+}
+
+/* @s as a JSON string, or null. */
+void json_string(FILE *f, const char *s)
+{
+	if (!s) {
+		fputs("null", f);
+		return;
+	}
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c == '\n')
+			fputs("\\n", f);
+		else if (c == '\t')
+			fputs("\\t", f);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+const char *copy_result(const struct target *t, char *buf, size_t len)
+{
+	if (!t->err)
+		return "OK";
+	snprintf(buf, len, "FAILED: %s", error_text(t->err));
+	return buf;
+}
+
+const char *verify_result(const struct target *t, char *buf, size_t len)
+{
+	if (t->err)
+		return copy_result(t, buf, len);
+	if (!t->differs)
+		return "same";
+	snprintf(buf, len, "differs at sector %llu%s%s%s",
+		 (unsigned long long)t->first_diff, t->diff_note ? " (" : "",
+		 t->diff_note ? t->diff_note : "", t->diff_note ? ")" : "");
+	return buf;
+}
+
+/* One row per region: its number (from 1), the region as typed, and
+ * what @result says became of it. */
+void print_table(const char *heading, const struct target *t, unsigned int nr,
+		 const char *(*result)(const struct target *, char *, size_t))
+{
+	int width = (int)strlen(heading);
+	char buf[160];
+	unsigned int i;
+
+	for (i = 0; i < nr; i++)
+		if ((int)strlen(t[i].arg) > width)
+			width = (int)strlen(t[i].arg);
+	printf("%3s  %-*s  %s\n", "#", width, heading, "result");
+	for (i = 0; i < nr; i++)
+		printf("%3u  %-*s  %s\n", i + 1, width, t[i].arg,
+		       result(&t[i], buf, sizeof(buf)));
+}

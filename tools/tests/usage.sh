@@ -1,0 +1,78 @@
+#!/bin/bash
+# dmio's command line: help and version, and every usage error answered
+# with exit status 2, one line on stderr, nothing on stdout, and nothing
+# created.
+. "$(dirname "$0")/lib.sh"
+
+random_file "$T/src" 64K
+mkdir "$T/w"
+
+# ---- help and version ----
+for help in --help -h help; do
+	run $help
+	check "dmio $help exits 0" status 0
+	check "dmio $help lists the commands" has "^Usage: dmio COMMAND" "$T/out"
+done
+for cmd in copy zero verify info demo; do
+	run "$cmd" --help
+	check "dmio $cmd --help exits 0" status 0
+	check "dmio $cmd --help shows its usage" has "^Usage: dmio $cmd " "$T/out"
+	run help "$cmd"
+	check "dmio help $cmd shows the same" has "^Usage: dmio $cmd " "$T/out"
+done
+run --version
+check "dmio --version exits 0" status 0
+check "dmio --version names the tool" has "^dmio [0-9]+\.[0-9]+\.[0-9]+" "$T/out"
+
+# ---- usage errors ----
+# usage_error MESSAGE-PATTERN ARGS...: dmio ARGS fails as a usage error
+# should, and leaves the work folder empty.
+usage_error() {
+	local pattern=$1
+
+	shift
+	run "$@"
+	check "dmio $* exits 2" status 2
+	check "dmio $* says why in one line" one_line "$T/err"
+	check "dmio $* says: $pattern" has "$pattern" "$T/err"
+	check "dmio $* prints nothing on stdout" [ ! -s "$T/out" ]
+	check "dmio $* creates nothing" [ -z "$(ls -A "$T/w")" ]
+}
+
+usage_error "^dmio copy: unknown option '--frob' \(see dmio copy --help\)$" \
+	copy --frob "$T/src" "$T/w/d"
+usage_error "^dmio copy: unknown option '-x'" copy -x "$T/src" "$T/w/d"
+usage_error "option '--quiet' takes no value" \
+	copy --quiet=yes "$T/src" "$T/w/d"
+usage_error "missing source and destination" copy
+usage_error "missing destination" copy "$T/src"
+usage_error "out of range" copy "$T/src@99999999999999999999999" "$T/w/d"
+usage_error "out of range" copy "$T/src" "$T/w/d@1+36028797018963968"
+usage_error "at most 8 destinations" copy "$T/src" \
+	"$T/w/1" "$T/w/2" "$T/w/3" "$T/w/4" "$T/w/5" "$T/w/6" "$T/w/7" \
+	"$T/w/8" "$T/w/9"
+usage_error "exclude each other" copy --direct --buffered "$T/src" "$T/w/d"
+usage_error "cannot open source" copy "$T/no-such-source" "$T/w/d"
+usage_error "runs past the end" copy "$T/src@200" "$T/w/d"
+usage_error "runs past the end" copy "$T/src@0+129" "$T/w/d"
+usage_error "shorter than the copy" copy "$T/src" "$T/w/d@0+1"
+usage_error "does not exist" copy --no-create "$T/src" "$T/w/d"
+usage_error "unknown option '--fua'" zero --fua "$T/src"
+usage_error "missing region" zero
+usage_error "missing a region to compare with" verify "$T/src"
+usage_error "missing device" info
+usage_error "option '--size' needs a value" demo --size
+usage_error "bad size 'lots'" demo --size lots
+usage_error "bad size '0'" demo --size 0
+usage_error "unexpected argument" demo now
+usage_error "^dmio: unknown command 'frob' \(see dmio --help\)$" frob
+usage_error "^dmio: unknown option '--frob'" --frob
+usage_error "unknown command 'frob'" help frob
+usage_error "missing command" # no arguments at all
+
+DMIO_BACKEND=bogus run copy "$T/src" "$T/w/d"
+check "a bad DMIO_BACKEND exits 2" status 2
+check "... naming it" has "DMIO_BACKEND='bogus'" "$T/err"
+check "... and creates nothing" absent "$T/w/d"
+
+done_testing
