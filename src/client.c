@@ -50,12 +50,14 @@ static struct dm_backend *pick_backend(struct dm_io_client *client, int *err)
 	const char *want = getenv("DMIO_BACKEND");
 	struct dm_backend *be;
 
+	if (want && !*want)
+		want = NULL; /* set but empty: the default */
 	if (want && !strcmp(want, "threads")) {
 		snprintf(client->why, sizeof(client->why),
 			 "DMIO_BACKEND=threads");
 		return dm_threads_create(client, pool_threads(), err);
 	}
-	if (want && *want && strcmp(want, "io_uring")) {
+	if (want && strcmp(want, "io_uring")) {
 		*err = -EINVAL; /* a typo must not pick a backend silently */
 		return NULL;
 	}

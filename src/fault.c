@@ -39,7 +39,8 @@ struct rule {
 };
 
 struct dm_fault {
-	struct block_device *inner;
+	struct block_device *bdev, *inner;
+	struct dm_io_client *client; /* writes what a drop rule leaves */
 	struct rule rules[MAX_RULES];
 	unsigned int nr_rules;
 	uint64_t after;
@@ -51,6 +52,7 @@ struct dm_fault {
 	pthread_cond_t cond;
 	struct dm_chunk *queue, **tail;
 	bool stop;
+	bool self_close; /* closed from a callback on its own thread */
 };
 
 static uint64_t now_ns(void)
@@ -98,7 +100,8 @@ static int parse_range(const char *v, const char *end, struct rule *r)
 		return 0;
 	}
 	if (!plus || parse_u64(v, plus, &s) || parse_u64(plus + 1, end, &n) ||
-	    !n || n > (UINT64_MAX >> SECTOR_SHIFT) - s)
+	    !n || s > UINT64_MAX >> SECTOR_SHIFT ||
+	    n > (UINT64_MAX >> SECTOR_SHIFT) - s)
 		return -EINVAL;
 	r->start = s << SECTOR_SHIFT;
 	r->end = (s + n) << SECTOR_SHIFT;
@@ -131,13 +134,15 @@ static bool key_is(const char *k, size_t klen, const char *name)
 static int parse_option(struct dm_fault *f, const char *k, const char *end)
 {
 	const char *eq = memchr(k, '=', (size_t)(end - k));
-	size_t klen = eq ? (size_t)(eq - k) : 0;
-	const char *v = eq + 1;
 	struct rule *r = &f->rules[f->nr_rules];
+	const char *v;
+	size_t klen;
 	uint64_t n;
 
 	if (!eq)
 		return -EINVAL;
+	klen = (size_t)(eq - k);
+	v = eq + 1;
 	if (key_is(k, klen, "after"))
 		return parse_u64(v, end, &f->after);
 	if (key_is(k, klen, "errno"))
@@ -177,7 +182,7 @@ static bool is_write(enum dm_chunk_op op)
 static const struct rule *match(struct dm_fault *f, const struct dm_chunk *c)
 {
 	unsigned int want = is_write(c->op) ? RULE_WRITE : RULE_READ;
-	uint64_t start = c->pos, end = c->pos + c->len;
+	uint64_t start = c->pos + c->done, end = c->pos + c->len;
 	unsigned int i;
 
 	if (atomic_fetch_add(&f->seen, 1) < f->after)
@@ -195,6 +200,82 @@ static const struct rule *match(struct dm_fault *f, const struct dm_chunk *c)
 	return NULL;
 }
 
+/* Copy @len bytes, @off bytes into what is left of a write chunk. */
+static void copy_from_chunk(struct dm_chunk *c, uint64_t off, char *dst,
+			    uint64_t len)
+{
+	const struct iovec *iov;
+	int i, n = dm_chunk_iov(c, &iov);
+
+	for (i = 0; i < n && len; i++) {
+		uint64_t seg = iov[i].iov_len;
+
+		if (off >= seg) {
+			off -= seg;
+			continue;
+		}
+		seg -= off;
+		if (seg > len)
+			seg = len;
+		memcpy(dst, (char *)iov[i].iov_base + off, seg);
+		dst += seg;
+		len -= seg;
+		off = 0;
+	}
+}
+
+/* Write one stretch [start, end) of a chunk to the wrapped device. */
+static int write_stretch(struct dm_fault *f, struct dm_chunk *c, uint64_t start,
+			 uint64_t end)
+{
+	struct io_region where = {f->inner, start >> SECTOR_SHIFT,
+				  (end - start) >> SECTOR_SHIFT};
+	struct dm_io_request req = {
+		.bi_opf = c->op == DM_CHUNK_DISCARD ? DM_IO_OP_DISCARD
+			  : c->op == DM_CHUNK_WRITE ? DM_IO_OP_WRITE
+						    : DM_IO_OP_WRITE_ZEROES,
+		.client = f->client,
+	};
+	char *buf = NULL;
+	int err = 0, ret;
+
+	if (c->op == DM_CHUNK_WRITE) {
+		buf = malloc(end - start);
+		if (!buf)
+			return -ENOMEM;
+		copy_from_chunk(c, start - c->pos - c->done, buf, end - start);
+		req.bi_opf |= c->flags & DM_CHUNK_FUA ? DM_IO_FUA : 0;
+		req.mem = (struct dm_io_memory){.type = DM_IO_KMEM,
+						.ptr.addr = buf};
+	}
+	req.region_errors = &err;
+	ret = dm_io(&req, 1, &where, NULL);
+	free(buf);
+	return ret == -EIO ? err : ret;
+}
+
+/*
+ * A drop rule that covers only part of a write: the rest must still land,
+ * or the device would lose data nobody asked it to.  Written through a
+ * client of the device's own, before the chunk is reported done.
+ */
+static int write_outside(struct dm_fault *f, struct dm_chunk *c,
+			 const struct rule *r)
+{
+	uint64_t a = c->pos + c->done, b = c->pos + c->len;
+	int err = 0;
+
+	if (c->op == DM_CHUNK_FLUSH || (r->start <= a && r->end >= b))
+		return 0;
+	if (!f->client && !(f->client = dm_io_client_create()))
+		return -errno;
+	if (r->start > a)
+		err = write_stretch(f, c, a, r->start < b ? r->start : b);
+	if (!err && r->end < b)
+		err = write_stretch(f, c, r->end > a ? r->end : a, b);
+	return err;
+}
+
 static void handle(struct dm_fault *f, struct dm_chunk *c)
 {
 	const struct rule *r = match(f, c);
@@ -209,15 +290,21 @@ static void handle(struct dm_fault *f, struct dm_chunk *c)
 		dm_submit(client, c);
 		return;
 	}
-	res = r->drop ? (int)(c->op == DM_CHUNK_FLUSH ? 0 : c->len - c->done)
-		      : -f->err;
-	if (c->op == DM_CHUNK_DISCARD || c->op == DM_CHUNK_ZEROES)
-		res = r->drop ? 0 : res;
+	res = -f->err;
+	if (r->drop) {
+		res = write_outside(f, c, r);
+		/* Data ops report their bytes; data-less ones 0. */
+		if (!res &&
+		    (c->op == DM_CHUNK_WRITE || c->op == DM_CHUNK_ZERO_WRITE))
+			res = (int)(c->len - c->done);
+	}
 	dm_current_cb_client = client;
 	if (dm_chunk_done(c, res))
 		dm_fault_submit(f, c); /* once more through the rules */
 	dm_current_cb_client = NULL;
 }
+
+static int free_fault(struct dm_fault *f);
 
 static void *fault_thread(void *arg)
 {
@@ -253,6 +340,14 @@ static void *fault_thread(void *arg)
 		c->next = NULL;
 		handle(f, c);
 		pthread_mutex_lock(&f->lock);
+		if (f->self_close) {
+			/* Closed from that chunk's callback: nothing is in
+			 * flight (close checked), the thread frees it all. */
+			pthread_mutex_unlock(&f->lock);
+			pthread_detach(pthread_self());
+			free_fault(f);
+			return NULL;
+		}
 	}
 	pthread_mutex_unlock(&f->lock);
 	return NULL;
@@ -270,6 +365,19 @@ void dm_fault_submit(struct dm_fault *f, struct dm_chunk *c)
 }
 
 /* ---- opening and closing ---- */
+
+static int free_fault(struct dm_fault *f)
+{
+	int ret;
+
+	dm_io_client_destroy(f->client);
+	pthread_cond_destroy(&f->cond);
+	pthread_mutex_destroy(&f->lock);
+	ret = dm_bdev_close(f->inner);
+	free(f->bdev);
+	free(f);
+	return ret;
+}
 
 struct block_device *dm_fault_open(const char *spec, unsigned int flags)
 {
@@ -297,6 +405,7 @@ struct block_device *dm_fault_open(const char *spec, unsigned int flags)
 			goto fail;
 		k = end + 1;
 	}
+	err = -EINVAL; /* no device after the options */
 	if (!sep || !sep[1])
 		goto fail;
 	f->inner = dm_bdev_open(sep + 1, flags);
@@ -316,6 +425,7 @@ struct block_device *dm_fault_open(const char *spec, unsigned int flags)
 	bdev->fd = -1;
 	bdev->nbd = NULL;
 	bdev->fault = f;
+	f->bdev = bdev;
 	atomic_init(&bdev->inflight, 0);
 	atomic_init(&bdev->no_zero_range,
 		    atomic_load(&f->inner->no_zero_range));
@@ -342,21 +452,21 @@ fail:
 int dm_fault_close(struct block_device *bdev)
 {
 	struct dm_fault *f = bdev->fault;
-	int ret;
 
 	if (atomic_load(&f->inner->inflight))
 		return -EBUSY;
 	pthread_mutex_lock(&f->lock);
+	if (pthread_equal(pthread_self(), f->thread)) {
+		/* From a callback on our own thread: it finishes the job. */
+		f->self_close = true;
+		pthread_mutex_unlock(&f->lock);
+		return 0;
+	}
 	f->stop = true;
 	pthread_cond_signal(&f->cond);
 	pthread_mutex_unlock(&f->lock);
 	pthread_join(f->thread, NULL);
-	pthread_cond_destroy(&f->cond);
-	pthread_mutex_destroy(&f->lock);
-	ret = dm_bdev_close(f->inner);
-	free(f);
-	free(bdev);
-	return ret;
+	return free_fault(f);
 }
 
 struct block_device *dm_fault_inner(struct dm_fault *f)

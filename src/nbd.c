@@ -40,8 +40,9 @@ struct dm_nbd {
 	pthread_mutex_t lock;
 	struct dm_chunk *queue, **queue_tail; /* under lock */
 	bool stop;			      /* under lock */
-	atomic_int dead;		      /* what killed the export */
-	atomic_uint timeout_ms;		      /* 0: wait for ever */
+	bool self_close;	/* closed from a callback on its own thread */
+	atomic_int dead;	/* what killed the export */
+	atomic_uint timeout_ms; /* 0: wait for ever */
 	bool can_flush, can_fua;
 	void *zero_buf;
 	/* The thread's own: */
@@ -293,6 +294,8 @@ static int poll_timeout(const struct dm_nbd *n)
 	return waited >= ms ? 0 : (int)(ms - waited);
 }
 
+static void free_nbd(struct dm_nbd *n);
+
 static void *nbd_thread(void *arg)
 {
 	struct dm_nbd *n = arg;
@@ -309,6 +312,16 @@ static void *nbd_thread(void *arg)
 			n->last_progress_ns = now_ns();
 		issue_backlog(n);
 		finish_done(n);
+		if (n->self_close) {
+			/* Nothing is in flight (close checked), and nothing
+			 * else will come: the thread frees what it ran. */
+			struct block_device *bdev = n->bdev;
+
+			pthread_detach(pthread_self());
+			free_nbd(n);
+			free(bdev);
+			return NULL;
+		}
 		if (n->done || (n->backlog && pick_conn(n) >= 0))
 			continue;
 		if (stop && !n->total_inflight && !n->backlog)
@@ -529,6 +542,12 @@ int dm_nbd_close(struct block_device *bdev)
 	struct dm_nbd *n = bdev->nbd;
 	uint64_t one = 1;
 
+	if (pthread_equal(pthread_self(), n->thread)) {
+		/* From one of this export's callbacks: joining would wait
+		 * for ourselves, so the thread finishes the job on return. */
+		n->self_close = true;
+		return 0;
+	}
 	pthread_mutex_lock(&n->lock);
 	n->stop = true;
 	pthread_mutex_unlock(&n->lock);
