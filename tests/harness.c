@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -180,6 +181,23 @@ out:
 	return fd;
 }
 
+/* A hole of @size bytes: an O_RDWR fd or -errno. */
+static int sparse_create(const char *path, uint64_t size)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)size) < 0) {
+		int err = -errno;
+
+		close(fd);
+		unlink(path);
+		return err;
+	}
+	return fd;
+}
+
 /* devtmpfs makes the node as the kernel adds the device; allow a moment. */
 static int open_loop_node(const char *path)
 {
@@ -263,6 +281,17 @@ int h_loop_shrink(struct h_dev *dev, uint64_t size)
 	return 0;
 }
 
+void h_need_mount(const char *why)
+{
+	if (geteuid() != 0) {
+		h_skips++;
+		print_message("SKIP: %s: mounting a file system needs root "
+			      "(euid %u)\n",
+			      why, (unsigned int)geteuid());
+		skip();
+	}
+}
+
 void h_need_root(const char *why)
 {
 	if (geteuid() != 0) {
@@ -277,6 +306,113 @@ void h_need_root(const char *why)
 			      strerror(errno));
 		skip();
 	}
+}
+
+static int queue_attr_path(const struct h_dev *dev, const char *attr,
+			   char *path, size_t size)
+{
+	if (dev->loop.nr < 0 ||
+	    snprintf(path, size, "/sys/block/loop%d/queue/%s", dev->loop.nr,
+		     attr) >= (int)size) {
+		errno = EINVAL;
+		return -1;
+	}
+	return 0;
+}
+
+static int write_queue_attr(const struct h_dev *dev, const char *attr,
+			    const char *value)
+{
+	char path[128];
+	int fd;
+	ssize_t w;
+
+	if (queue_attr_path(dev, attr, path, sizeof(path)) < 0)
+		return -1;
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	w = write(fd, value, strlen(value));
+	close(fd);
+	return w < 0 ? -1 : 0;
+}
+
+void h_loop_set_queue_attr(struct h_dev *dev, const char *attr,
+			   const char *value)
+{
+	char path[128], old[32] = "";
+	FILE *f;
+
+	assert_true(dev->loop.fd >= 0);
+	assert_true(strlen(attr) < sizeof(dev->attr_name));
+	assert_int_equal(queue_attr_path(dev, attr, path, sizeof(path)), 0);
+	f = fopen(path, "re");
+	if (!f || !fgets(old, sizeof(old), f))
+		fail_msg("reading %s: %s", path, strerror(errno));
+	fclose(f);
+	old[strcspn(old, "\n")] = '\0';
+	/* Only the first change is remembered: that is the original. */
+	if (!dev->attr_name[0]) {
+		memcpy(dev->attr_old, old, sizeof(old));
+		snprintf(dev->attr_name, sizeof(dev->attr_name), "%s", attr);
+	}
+	if (write_queue_attr(dev, attr, value) < 0)
+		fail_msg("writing %s to %s: %s", value, path, strerror(errno));
+}
+
+/* Unmount and remove a test's mount point.  The loop devices over its
+ * files may take a moment to let go of them. */
+static int unmount(const char *dir)
+{
+	int i;
+
+	for (i = 0; i < 200; i++) {
+		if (umount2(dir, 0) == 0)
+			break;
+		if (errno != EBUSY) {
+			fprintf(stderr, "harness: umount %s: %s\n", dir,
+				strerror(errno));
+			return -1;
+		}
+		h_sleep_ms(10);
+	}
+	if (i == 200) {
+		/* Still busy: detach it now, the kernel frees it when the
+		 * last user goes. */
+		fprintf(stderr, "harness: %s still busy, lazy unmount\n", dir);
+		if (umount2(dir, MNT_DETACH) < 0) {
+			fprintf(stderr, "harness: umount -l %s: %s\n", dir,
+				strerror(errno));
+			return -1;
+		}
+	}
+	rmdir(dir);
+	return 0;
+}
+
+const char *h_mount(struct h_env *env, const char *fstype, const char *opts)
+{
+	char *dir;
+	int err;
+
+	h_need_mount(fstype);
+	assert_true(env->nr_mounts < H_MAX_MOUNTS);
+	dir = env->mounts[env->nr_mounts];
+	if (snprintf(dir, sizeof(env->mounts[0]), "%s/mnt%u", env->dir,
+		     env->nr_mounts) >= (int)sizeof(env->mounts[0]))
+		fail_msg("path too long in %s", env->dir);
+	if (mkdir(dir, 0700) < 0)
+		fail_msg("mkdir %s: %s", dir, strerror(errno));
+	err = mount(fstype, dir, fstype, MS_NOSUID | MS_NODEV | MS_NOEXEC, opts)
+		      ? errno
+		      : 0;
+	if (err) {
+		rmdir(dir);
+		fail_msg("mount -t %s -o %s %s: %s", fstype, opts ? opts : "",
+			 dir, strerror(err));
+	}
+	env->nr_mounts++;
+	return dir;
 }
 
 /* ---- cmocka fixtures --------------------------------------------------------
@@ -341,6 +477,7 @@ int h_test_setup(void **state)
 
 	env->nr_devs = 0;
 	env->nr_bdevs = 0;
+	env->nr_mounts = 0;
 	env->seed_held = 0;
 	return 0;
 }
@@ -367,6 +504,12 @@ int h_test_teardown(void **state)
 	for (i = 0; i < env->nr_devs; i++) {
 		struct h_dev *dev = &env->devs[i];
 
+		if (dev->attr_name[0] && dev->loop.fd >= 0 &&
+		    write_queue_attr(dev, dev->attr_name, dev->attr_old) < 0)
+			fprintf(stderr, "harness: restoring %s of %s: %s\n",
+				dev->attr_name, dev->loop.path,
+				strerror(errno));
+		dev->attr_name[0] = '\0';
 		h_loop_detach(&dev->loop);
 		if (dev->fd >= 0)
 			close(dev->fd);
@@ -374,6 +517,9 @@ int h_test_teardown(void **state)
 			unlink(dev->file);
 	}
 	env->nr_devs = 0;
+	while (env->nr_mounts)
+		if (unmount(env->mounts[--env->nr_mounts]))
+			ret = -1;
 	return ret;
 }
 
@@ -417,8 +563,9 @@ int h_run(const char *name, const struct CMUnitTest *file_tests, size_t nr_file,
 
 /* ---- devices in a test -------------------------------------------------- */
 
-static struct h_dev *dev_new(struct h_env *env, enum h_kind kind, uint64_t size,
-			     uint32_t seed, unsigned int lbs)
+static struct h_dev *dev_new(struct h_env *env, const char *dir,
+			     enum h_kind kind, uint64_t size, uint32_t seed,
+			     unsigned int lbs, bool sparse)
 {
 	struct h_dev *dev;
 	struct stat st;
@@ -431,15 +578,17 @@ static struct h_dev *dev_new(struct h_env *env, enum h_kind kind, uint64_t size,
 	memset(dev, 0, sizeof(*dev));
 	dev->fd = -1;
 	dev->loop.fd = -1;
-	if (snprintf(dev->file, sizeof(dev->file), "%s/dev%u.img", env->dir,
+	if (snprintf(dev->file, sizeof(dev->file), "%s/dev%u.img", dir,
 		     env->nr_devs) >= (int)sizeof(dev->file))
-		fail_msg("path too long in %s", env->dir);
-	fd = h_file_create(dev->file, size, seed);
+		fail_msg("path too long in %s", dir);
+	fd = sparse ? sparse_create(dev->file, size)
+		    : h_file_create(dev->file, size, seed);
 	if (fd < 0)
 		fail_msg("creating %s: %s", dev->file, strerror(-fd));
 	dev->fd = fd;
 	dev->size = size;
 	dev->seed = seed;
+	dev->sparse = sparse;
 	env->nr_devs++; /* from here on teardown cleans it up */
 
 	if (kind == H_LOOP) {
@@ -461,38 +610,50 @@ static struct h_dev *dev_new(struct h_env *env, enum h_kind kind, uint64_t size,
 
 struct h_dev *h_dev_new(struct h_env *env, uint64_t size, uint32_t seed)
 {
-	return dev_new(env, env->kind, size, seed, 512);
+	return dev_new(env, env->dir, env->kind, size, seed, 512, false);
 }
 
 struct h_dev *h_dev_new_lbs(struct h_env *env, uint64_t size, uint32_t seed,
 			    unsigned int lbs)
 {
-	return dev_new(env, env->kind, size, seed, lbs);
+	return dev_new(env, env->dir, env->kind, size, seed, lbs, false);
 }
 
 struct h_dev *h_file_new(struct h_env *env, uint64_t size, uint32_t seed)
 {
-	return dev_new(env, H_FILE, size, seed, 512);
+	return dev_new(env, env->dir, H_FILE, size, seed, 512, false);
 }
 
 struct h_dev *h_loop_new(struct h_env *env, uint64_t size, uint32_t seed,
 			 unsigned int lbs)
 {
-	return dev_new(env, H_LOOP, size, seed, lbs);
+	return dev_new(env, env->dir, H_LOOP, size, seed, lbs, false);
+}
+
+struct h_dev *h_dev_new_in(struct h_env *env, const char *dir, enum h_kind kind,
+			   uint64_t size, uint32_t seed, bool sparse)
+{
+	return dev_new(env, dir, kind, size, seed, 512, sparse);
+}
+
+struct block_device *h_open_spec(struct h_env *env, const char *spec,
+				 unsigned int flags)
+{
+	struct block_device *bdev;
+
+	assert_true(env->nr_bdevs < H_MAX_BDEVS);
+	bdev = dm_bdev_open(spec, flags);
+	if (!bdev)
+		fail_msg("dm_bdev_open(%s, %#x): %s", spec, flags,
+			 strerror(errno));
+	env->bdevs[env->nr_bdevs++] = bdev;
+	return bdev;
 }
 
 struct block_device *h_open(struct h_env *env, struct h_dev *dev,
 			    unsigned int flags)
 {
-	struct block_device *bdev;
-
-	assert_true(env->nr_bdevs < H_MAX_BDEVS);
-	bdev = dm_bdev_open(dev->path, flags);
-	if (!bdev)
-		fail_msg("dm_bdev_open(%s, %#x): %s", dev->path, flags,
-			 strerror(errno));
-	env->bdevs[env->nr_bdevs++] = bdev;
-	return bdev;
+	return h_open_spec(env, dev->path, flags);
 }
 
 void h_close(struct h_env *env, struct block_device *bdev)
@@ -553,7 +714,20 @@ void h_expect_pattern(struct h_dev *dev, uint64_t off, size_t len,
 
 void h_expect_initial(struct h_dev *dev, uint64_t off, size_t len)
 {
-	h_expect_pattern(dev, off, len, dev->seed, off);
+	uint8_t *buf;
+	long bad;
+
+	if (!dev->sparse) {
+		h_expect_pattern(dev, off, len, dev->seed, off);
+		return;
+	}
+	buf = h_alloc(len ? len : 1);
+	h_dev_read(dev, off, buf, len);
+	bad = h_byte_mismatch(buf, len, 0);
+	free(buf);
+	if (bad >= 0)
+		fail_msg("%s: byte %llu of a hole is not zero", dev->path,
+			 (unsigned long long)(off + (uint64_t)bad));
 }
 
 uint64_t h_dev_file_size(struct h_dev *dev)
@@ -662,6 +836,14 @@ void h_pl_copy_out(struct page_list *pl, unsigned int offset, void *dst,
 }
 
 /* ---- waiting ------------------------------------------------------------ */
+
+uint64_t h_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 void h_sleep_ms(unsigned int ms)
 {

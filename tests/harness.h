@@ -29,10 +29,11 @@
 
 #include <dmio/dm-io.h>
 
-#define H_MAX_DEVS  16
-#define H_MAX_BDEVS 32
-#define KiB	    (1024ul)
-#define MiB	    (1024ul * 1024ul)
+#define H_MAX_DEVS   16
+#define H_MAX_BDEVS  32
+#define H_MAX_MOUNTS 4
+#define KiB	     (1024ul)
+#define MiB	     (1024ul * 1024ul)
 
 enum h_kind {
 	H_FILE,
@@ -52,7 +53,12 @@ struct h_dev {
 	struct h_loop loop; /* loop.fd < 0 for a plain file */
 	uint64_t size;	    /* bytes at creation */
 	uint32_t seed;	    /* initial content: h_pattern(seed, offset) */
+	bool sparse;	    /* initial content: a hole (zeroes), not seed's */
 	struct timespec mtime;
+	/* a queue attribute changed by h_loop_set_queue_attr(), restored by
+	 * h_test_teardown() */
+	char attr_name[32];
+	char attr_old[32];
 };
 
 struct h_env {
@@ -62,6 +68,8 @@ struct h_env {
 	struct h_dev devs[H_MAX_DEVS];
 	unsigned int nr_bdevs;
 	struct block_device *bdevs[H_MAX_BDEVS];
+	unsigned int nr_mounts;
+	char mounts[H_MAX_MOUNTS][96]; /* h_mount(): unmounted at teardown */
 	unsigned int seed_held;	 /* pages this test holds by h_seed_get() */
 	unsigned int group_seed; /* pages the group holds */
 };
@@ -101,6 +109,8 @@ int h_loop_shrink(struct h_dev *dev, uint64_t size);
 
 /* Skip the running test with "SKIP: <why>" unless we can make loop devices. */
 void h_need_root(const char *why);
+/* Skip the running test with "SKIP: <why>" unless we may mount(2). */
+void h_need_mount(const char *why);
 
 /* ---- cmocka fixtures --------------------------------------------------------
  */
@@ -138,9 +148,39 @@ struct h_dev *h_file_new(struct h_env *env, uint64_t size, uint32_t seed);
 struct h_dev *h_loop_new(struct h_env *env, uint64_t size, uint32_t seed,
 			 unsigned int lbs);
 
+/*
+ * A device like h_dev_new()'s of kind @kind whose file lives in @dir (a
+ * mount from h_mount(), say).  @sparse: the file is a hole of @size bytes
+ * (reads as zeroes; it takes no space) instead of the pattern @seed.
+ */
+struct h_dev *h_dev_new_in(struct h_env *env, const char *dir, enum h_kind kind,
+			   uint64_t size, uint32_t seed, bool sparse);
+
+/*
+ * Write @value to the loop device's /sys/block/loopN/queue/@attr (e.g.
+ * "max_sectors_kb"), remembering the old value: h_test_teardown() puts it
+ * back before the device is detached, so that the next user of the loop
+ * number does not inherit it.  Fails the test when the kernel refuses.
+ */
+void h_loop_set_queue_attr(struct h_dev *dev, const char *attr,
+			   const char *value);
+
+/* ---- mounts ------------------------------------------------------------- */
+
+/*
+ * Mount a new file system of type @fstype ("tmpfs", "ramfs") with options
+ * @opts (may be NULL) on a fresh directory inside the test's directory and
+ * return that directory.  Skips the test without root; fails it when the
+ * mount fails.  h_test_teardown() unmounts it after the devices are gone.
+ */
+const char *h_mount(struct h_env *env, const char *fstype, const char *opts);
+
 /* dm_bdev_open() that must succeed; closed by h_test_teardown(). */
 struct block_device *h_open(struct h_env *env, struct h_dev *dev,
 			    unsigned int flags);
+/* The same for any spec (a fault: wrapper, ...). */
+struct block_device *h_open_spec(struct h_env *env, const char *spec,
+				 unsigned int flags);
 /* Close a device from h_open() now; asserts dm_bdev_close() returned 0. */
 void h_close(struct h_env *env, struct block_device *bdev);
 
@@ -149,7 +189,8 @@ void h_dev_read(struct h_dev *dev, uint64_t off, void *buf, size_t len);
 /* Assert the device holds h_pattern(@seed, @pos...) at [@off, @off+@len). */
 void h_expect_pattern(struct h_dev *dev, uint64_t off, size_t len,
 		      uint32_t seed, uint64_t pos);
-/* Assert [@off, @off+@len) still holds the device's initial content. */
+/* Assert [@off, @off+@len) still holds the device's initial content
+ * (zeroes for a sparse device). */
 void h_expect_initial(struct h_dev *dev, uint64_t off, size_t len);
 /* Assert the whole device holds its initial content, its size is the same
  * and (files) its mtime has not moved. */
@@ -182,5 +223,7 @@ void h_pl_copy_out(struct page_list *pl, unsigned int offset, void *dst,
 /* Wait until *@v >= @target, at most @timeout_ms; true when reached. */
 bool h_wait_count(atomic_uint *v, unsigned int target, unsigned int timeout_ms);
 void h_sleep_ms(unsigned int ms);
+/* CLOCK_MONOTONIC in milliseconds. */
+uint64_t h_now_ms(void);
 
 #endif /* DMIO_TESTS_HARNESS_H */
