@@ -461,12 +461,31 @@ static void probe(struct block_device *bdev, struct nbd_handle *h)
 		bdev->flags |= DM_BDEV_RDONLY;
 }
 
+/* Say goodbye properly (TLS servers log an abrupt close), but never wait
+ * long for a server that no longer answers. */
+static void disconnect(struct nbd_handle *h)
+{
+	uint64_t deadline = now_ns() + 200000000u;
+
+	if (!nbd_aio_is_ready(h) || nbd_aio_disconnect(h, 0) < 0)
+		return;
+	while (!nbd_aio_is_closed(h) && !nbd_aio_is_dead(h)) {
+		uint64_t now = now_ns();
+
+		if (now >= deadline ||
+		    nbd_poll(h, (int)((deadline - now) / 1000000u) + 1) < 0)
+			return;
+	}
+}
+
 static void free_nbd(struct dm_nbd *n)
 {
 	unsigned int i;
 
-	for (i = 0; i < n->nconn; i++)
+	for (i = 0; i < n->nconn; i++) {
+		disconnect(n->h[i]);
 		nbd_close(n->h[i]);
+	}
 	if (n->zero_buf)
 		munmap(n->zero_buf, NBD_ZERO_BUF);
 	if (n->efd >= 0)

@@ -63,9 +63,11 @@ struct block_device *dm_bdev_open(const char *spec, unsigned int flags);
  * requests complete normally.  Returns 0, -EINVAL, or -EOPNOTSUPP for local
  * devices (their I/O cannot hang on a network).
  *
- * Overlapping writes in flight to one export may land in any order, as on
- * any block device: a caller that needs an order waits for the first write
- * to complete before issuing the second.
+ * A timeout means no answer came in time, not that nothing happened: a
+ * server that wakes up later may still carry out a write that was reported
+ * failed.  Overlapping writes in flight to one export may land in any
+ * order, as on any block device: a caller that needs an order waits for
+ * the first write to complete before issuing the second.
  */
 int dm_bdev_set_timeout(struct block_device *bdev, unsigned int timeout_ms);
 
