@@ -6,6 +6,7 @@
  * here, or DMIO_BACKEND says otherwise; the client remembers why.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,7 @@ struct dm_io_client *dm_client_create(unsigned int reserve_pages)
 	if (pthread_cond_init(&client->drained, NULL))
 		goto fail_lock;
 	atomic_init(&client->nr_requests, 0);
+	atomic_init(&client->submitting, 0);
 	client->be = pick_backend(client, &err);
 	if (!client->be)
 		goto fail_cond;
@@ -143,6 +145,10 @@ static void drain_and_free(struct dm_io_client *client)
 	while (atomic_load(&client->nr_requests))
 		pthread_cond_wait(&client->drained, &client->lock);
 	pthread_mutex_unlock(&client->lock);
+	/* A thread that handed the last chunks over may still be leaving
+	 * the backend's submit: a moment, at most. */
+	while (atomic_load_explicit(&client->submitting, memory_order_acquire))
+		sched_yield();
 	client->be->ops->destroy(client->be);
 	pthread_cond_destroy(&client->drained);
 	pthread_mutex_destroy(&client->lock);

@@ -134,6 +134,10 @@ void dm_submit(struct dm_io_client *client, struct dm_chunk *head)
 {
 	struct dm_chunk *local = NULL, **tail = &local, *c, *next;
 
+	/* The chunks may complete, and their request, and the client be
+	 * destroyed, before the backend's submit returns: destroy waits for
+	 * this count, not only for the requests. */
+	atomic_fetch_add_explicit(&client->submitting, 1, memory_order_acquire);
 	for (c = head; c; c = next) {
 		next = c->next;
 		trace(client, DM_TRACE_SUBMIT, c, 0);
@@ -149,6 +153,7 @@ void dm_submit(struct dm_io_client *client, struct dm_chunk *head)
 	}
 	if (local)
 		client->be->ops->submit(client->be, local);
+	atomic_fetch_sub_explicit(&client->submitting, 1, memory_order_release);
 }
 
 static void chunk_end(struct dm_chunk *c, int err)

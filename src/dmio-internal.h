@@ -206,6 +206,7 @@ struct dm_io_client {
 	pthread_mutex_t lock;
 	pthread_cond_t drained;
 	atomic_ulong nr_requests; /* accepted and not yet fully notified */
+	atomic_uint submitting;	  /* threads inside dm_submit() */
 	char why[160];		  /* why this backend runs */
 	dm_trace_fn trace;
 	void *trace_ctx;

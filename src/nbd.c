@@ -317,6 +317,10 @@ static void *nbd_thread(void *arg)
 			 * else will come: the thread frees what it ran. */
 			struct block_device *bdev = n->bdev;
 
+			/* A submitter may still hold the lock it woke us
+			 * under: let it leave first. */
+			pthread_mutex_lock(&n->lock);
+			pthread_mutex_unlock(&n->lock);
 			pthread_detach(pthread_self());
 			free_nbd(n);
 			free(bdev);
@@ -371,14 +375,17 @@ void dm_nbd_submit(struct dm_nbd *n, struct dm_chunk *head)
 {
 	uint64_t one = 1;
 
+	/* Woken under the lock: once the chunks are queued they may
+	 * complete and the export be closed from their callback, so nothing
+	 * here may touch it after unlocking. */
 	pthread_mutex_lock(&n->lock);
 	*n->queue_tail = head;
 	while (head->next)
 		head = head->next;
 	n->queue_tail = &head->next;
-	pthread_mutex_unlock(&n->lock);
 	if (write(n->efd, &one, sizeof(one)) < 0)
-		return; /* the counter is saturated: the thread is awake */
+		one = 0; /* the counter is saturated: the thread is awake */
+	pthread_mutex_unlock(&n->lock);
 }
 
 int dm_nbd_set_timeout(struct dm_nbd *n, unsigned int ms)

@@ -1442,6 +1442,16 @@ static void close_from_its_own_callback(void **state)
 	int status = 0;
 
 	(void)env;
+#if defined(__SANITIZE_THREAD__)
+	/* TSan cannot follow a forked multi-threaded process: run it here,
+	 * where a report fails the run anyway. */
+	(void)deadline;
+	(void)pid;
+	(void)r;
+	(void)status;
+	assert_int_equal(close_from_callback_child(s->uri), 0);
+	return;
+#endif
 	fflush(NULL);
 	pid = fork();
 	assert_true(pid >= 0);
