@@ -254,7 +254,7 @@ DMIO_EXPORT int dm_bdev_get_info(const struct block_device *bdev,
 	info->write_zeroes_max = bdev->zeroes_max;
 	info->flags = (bdev->flags & DM_BDEV_RDONLY) |
 		      (bdev->direct ? DM_BDEV_DIRECT : 0) |
-		      (bdev->direct || bdev->nbd ? 0 : DM_BDEV_BUFFERED);
+		      (bdev->direct || bdev->contig ? 0 : DM_BDEV_BUFFERED);
 	return 0;
 }
 

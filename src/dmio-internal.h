@@ -108,6 +108,7 @@ enum dm_chunk_op {
 
 #define DM_CHUNK_FUA	   (1u << 0) /* write durably: RWF_DSYNC */
 #define DM_CHUNK_FUA_FLUSH (1u << 1) /* FUA emulated: the flush is out */
+#define DM_CHUNK_FAILED	   (1u << 2) /* fails with be_res, through the ring */
 
 /* A stretch of the buffer, planned once and shared by every region whose
  * device splits it the same way: the iovecs are not copied per region. */

@@ -458,6 +458,9 @@ DMIO_EXPORT int dm_kcopyd_zero_errors(struct dm_kcopyd_client *kc,
 	unsigned int i;
 	int err;
 
+	/* There is no durable write-zeroes: say so rather than ignore it. */
+	if (flags & 1u << DM_KCOPYD_FUA)
+		return -EINVAL;
 	job = new_job(kc, num_dests, dests, flags, fn, context, &err);
 	if (!job)
 		return err;

@@ -27,7 +27,7 @@ DMIO_EXPORT int dm_io_get(unsigned int num_pages)
 	} else if (!seed_client) {
 		seed_client = dm_client_create(num_pages);
 		if (!seed_client)
-			ret = errno == EINVAL ? -EINVAL : -ENOMEM;
+			ret = errno ? -errno : -ENOMEM;
 	} else {
 		ret = dm_pool_reserve(&seed_client->pool, num_pages);
 	}

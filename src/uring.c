@@ -51,7 +51,7 @@ static void prep_sqe(struct io_uring_sqe *sqe, struct dm_chunk *c)
 	const struct iovec *iov;
 	int niov;
 
-	switch (c->op) {
+	switch (c->flags & DM_CHUNK_FAILED ? DM_CHUNK_NOP : c->op) {
 	case DM_CHUNK_READ:
 	case DM_CHUNK_WRITE:
 	case DM_CHUNK_ZERO_WRITE:
@@ -103,7 +103,8 @@ static void prep_sqe(struct io_uring_sqe *sqe, struct dm_chunk *c)
 }
 
 /* Block-device discards go to helper threads when the kernel has no
- * discard command; they are made on first need. */
+ * discard command; they are made on first need.  False: the ring keeps
+ * the chunk. */
 static bool to_helpers(struct dm_uring *u, struct dm_chunk *c)
 {
 	int err = 0;
@@ -115,11 +116,15 @@ static bool to_helpers(struct dm_uring *u, struct dm_chunk *c)
 	if (!u->helpers)
 		u->helpers = dm_threads_create(u->be.client, 2, &err);
 	pthread_mutex_unlock(&u->lock);
+	if (!u->helpers) {
+		/* No helper: fail it through the ring, so that it still
+		 * completes on the reaper like everything else. */
+		c->flags |= DM_CHUNK_FAILED;
+		c->be_res = err;
+		return false;
+	}
 	c->next = NULL;
-	if (u->helpers)
-		u->helpers->ops->submit(u->helpers, c);
-	else
-		dm_chunk_done(c, err);
+	u->helpers->ops->submit(u->helpers, c);
 	return true;
 }
 
@@ -253,10 +258,15 @@ static void *reaper(void *arg)
 			n++;
 			if (!c) {
 				stop = true;
+			} else if (c->flags & DM_CHUNK_FAILED) {
+				dm_chunk_done(c, c->be_res);
 			} else if (c->op == DM_CHUNK_DISCARD &&
 				   c->bdev->is_blk &&
 				   !discard_probed(u, cqe->res)) {
-				to_helpers(u, c);
+				if (!to_helpers(u, c)) {
+					*tail = c;
+					tail = &c->next;
+				}
 			} else if (dm_chunk_done(c, cqe->res)) {
 				*tail = c;
 				tail = &c->next;

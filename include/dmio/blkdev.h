@@ -45,11 +45,12 @@ struct block_device; /* opaque */
  * The size, logical block size and maximum transfer are read once, here:
  * a file is a device of the size it had when opened.  An NBD export gets a
  * thread and one connection (several when the server offers multi-conn);
- * connecting is bounded by the device timeout (see dm_bdev_set_timeout).
+ * connecting gives up after 5 seconds (ETIMEDOUT).
  * Returns the device, or NULL with errno set: ENOENT (missing), EISDIR (a
  * directory), ENODEV (a character device, FIFO or socket), EINVAL (bad
  * flags), EACCES/EROFS (permissions), ECONNREFUSED/ETIMEDOUT/... (NBD),
- * EPROTONOSUPPORT (an NBD URI in a build without libnbd), or what open(2)
+ * EPROTONOSUPPORT (an NBD URI in a build without libnbd), EAGAIN (no thread
+ * for an NBD export or fault: device), or what open(2)
  * said.
  */
 struct block_device *dm_bdev_open(const char *spec, unsigned int flags);
@@ -93,7 +94,7 @@ const char *dm_bdev_name(const struct block_device *bdev);
 
 /* What a device is and can do, as probed at open (beyond the kernel). */
 struct dm_bdev_info {
-	const char *kind; /* "file", "block device" */
+	const char *kind; /* "file", "block device", "nbd", "fault" */
 	sector_t nr_sectors;
 	unsigned int logical_block_size;
 	unsigned int mem_align;	   /* O_DIRECT buffer alignment; 1 if none */

@@ -55,7 +55,10 @@ typedef void (*io_notify_fn)(unsigned long error, void *context);
  * once on the default client (each region's pages count: a 2-page write to
  * 3 regions uses 6).  I/O within the reservation never allocates memory and
  * never fails for lack of it.  Reservations from all callers add up.
- * Returns 0, -EINVAL (num_pages 0 or absurdly large) or -ENOMEM.
+ * Returns 0, -EINVAL (num_pages 0 or absurdly large), -ENOMEM, or, when the
+ * first reservation cannot create the default client, the error
+ * dm_io_client_create() would give (-EINVAL for an unknown DMIO_BACKEND,
+ * -EPERM when DMIO_BACKEND=io_uring and io_uring is blocked).
  */
 int dm_io_get(unsigned int num_pages);
 
@@ -191,8 +194,10 @@ struct dm_io_request {
  * -EIO when any region failed, or a negative errno for a refused request.
  * Asynchronous: returns 0 and calls notify.fn exactly once later, or
  * returns a negative errno and never calls it.  Refusals issue no I/O:
- * -EINVAL (bad argument), -EOPNOTSUPP (op not supported), -EDEADLK (sync
- * call from a completion callback), -ENOMEM (beyond the reservation).
+ * -EINVAL (bad argument or unknown op), -EDEADLK (sync call from a
+ * completion callback), -ENOMEM (beyond the reservation, and no memory to
+ * wait for).  An op a device cannot do is not a refusal: that region gets
+ * its bit (and -EOPNOTSUPP in region_errors).
  */
 int dm_io(struct dm_io_request *io_req, unsigned int num_regions,
 	  struct io_region *where, unsigned long *sync_error_bits);

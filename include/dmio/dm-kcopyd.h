@@ -79,7 +79,8 @@ int dm_kcopyd_copy(struct dm_kcopyd_client *kc, struct io_region *from,
 		   unsigned int num_dests, struct io_region *dests,
 		   unsigned int flags, dm_kcopyd_notify_fn fn, void *context);
 
-/* Why a job failed (beyond the kernel): first errno met, or 0. */
+/* Why a job failed (beyond the kernel): the first negative errno met, or
+ * 0.  A sub-job that could not even be issued records -ENOMEM. */
 struct dm_kcopyd_errors {
 	int read;			  /* reading the source */
 	int dests[DM_KCOPYD_MAX_REGIONS]; /* writing destination i */
@@ -97,8 +98,9 @@ int dm_kcopyd_copy_errors(struct dm_kcopyd_client *kc, struct io_region *from,
 /*
  * dm_kcopyd_zero - zero each of @dests over its own count, with the
  * device's write-zeroes where it has one and writes from a shared zero
- * page where not.  Arguments, return and notification as dm_kcopyd_copy();
- * read_err is always 0.
+ * page where not.  Arguments, return and notification as dm_kcopyd_copy(),
+ * except that 1u << DM_KCOPYD_FUA is refused with -EINVAL (flush the
+ * devices afterwards instead); read_err is always 0.
  */
 int dm_kcopyd_zero(struct dm_kcopyd_client *kc, unsigned int num_dests,
 		   struct io_region *dests, unsigned int flags,
