@@ -15,7 +15,7 @@ VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full \
 	--show-leak-kinds=definite,indirect
 
 .PHONY: all deps build test check check-asan check-tsan check-valgrind \
-	check-install check-deb demo install clean
+	check-install check-deb demo bench install clean
 
 all: build
 
@@ -82,6 +82,11 @@ check-deb: build
 
 demo: build
 	$(BUILD)/tools/dmio demo
+
+# Benchmarks (docs/performance.md): ~8 min as root; BENCH_OPTS=--quick for
+# ~1.5 min.  Installs fio, gnuplot and FUSE itself when missing.
+bench: build
+	bench/run.sh --build $(BUILD) $(BENCH_OPTS)
 
 install: build
 	meson install -C $(BUILD)

@@ -22,24 +22,33 @@
 /* EAGAIN/EINTR resubmissions without progress before we call it an error. */
 #define MAX_RETRIES 64
 
-_Thread_local struct dm_io_client *dm_current_cb_client;
+DM_TLS struct dm_io_client *dm_current_cb_client;
 
 /* ---- waking synchronous callers ---- */
 
+/* The futex word: 0 pending, 1 done, 2 the caller sleeps on it. */
 static void sync_wait(struct dm_sync_wait *w)
 {
-	while (!atomic_load_explicit(&w->done, memory_order_acquire))
-		syscall(SYS_futex, &w->done, FUTEX_WAIT_PRIVATE, 0, NULL, NULL,
+	unsigned int v;
+
+	while ((v = atomic_load_explicit(&w->done, memory_order_acquire)) !=
+	       1) {
+		if (!v && !atomic_compare_exchange_strong(&w->done, &v, 2))
+			continue;
+		syscall(SYS_futex, &w->done, FUTEX_WAIT_PRIVATE, 2, NULL, NULL,
 			0);
+	}
 }
 
 static void sync_wake(struct dm_sync_wait *w, unsigned long bits)
 {
 	w->bits = bits;
-	atomic_store_explicit(&w->done, 1, memory_order_release);
-	/* The waiter may already have returned: waking a stale address is
-	 * harmless, a futex is only an address. */
-	syscall(SYS_futex, &w->done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	/* Only a caller that went to sleep needs a system call (never the
+	 * one whose chunk ran on its own thread).  It may already have
+	 * returned: waking a stale address is harmless. */
+	if (atomic_exchange_explicit(&w->done, 1, memory_order_acq_rel) == 2)
+		syscall(SYS_futex, &w->done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL,
+			0);
 }
 
 /* ---- completion ---- */
@@ -398,6 +407,30 @@ static int walk(struct dpages dp, struct shape *sh, struct dm_piece *pieces,
 	unsigned int np = 0, ni = 0;
 	size_t off = 0;
 
+	if (dp.linear) {
+		/* One run of memory: the pieces are arithmetic, one segment
+		 * each (the common case, kept cheap). */
+		char *base = dp.p.addr;
+
+		if (check && ((uintptr_t)base & (sh->mem_align - 1)))
+			return 1;
+		for (; off < sh->len; off += cap, np++) {
+			size_t plen = sh->len - off < cap ? sh->len - off : cap;
+
+			if (!pieces)
+				continue;
+			iov[np].iov_base = base + off;
+			iov[np].iov_len = plen;
+			pieces[np] = (struct dm_piece){
+				.buf_off = off,
+				.len = plen,
+				.iov = &iov[np],
+				.niov = 1,
+			};
+		}
+		sh->nr_pieces = sh->nr_iov = np;
+		return 0;
+	}
 	while (off < sh->len) {
 		size_t want = sh->len - off < cap ? sh->len - off : cap;
 		unsigned int first = ni, nseg = 0;

@@ -17,6 +17,9 @@
 #include <dmio/dm-io.h>
 
 #define DMIO_EXPORT __attribute__((visibility("default")))
+/* Thread-locals of a shared library cost a __tls_get_addr call each time
+ * unless they come from the static TLS block, which a few pointers may. */
+#define DM_TLS _Thread_local __attribute__((tls_model("initial-exec")))
 
 /* ---- devices ---- */
 
@@ -67,6 +70,7 @@ struct dpages {
 		char *addr;
 	} p;
 	unsigned int off; /* into the current page or bio_vec */
+	bool linear;	  /* contiguous memory: p.addr is all there is */
 };
 
 int dp_init(struct dpages *dp, const struct dm_io_memory *mem);
@@ -76,12 +80,13 @@ int dp_init(struct dpages *dp, const struct dm_io_memory *mem);
 struct dm_arena;
 
 struct dm_pool {
-	pthread_mutex_t lock;
-	pthread_cond_t freed; /* somebody gave memory back */
+	pthread_spinlock_t spin; /* the arenas */
 	struct dm_arena *arenas;
-	unsigned long gen;  /* bumped by every free and reservation */
-	unsigned long live; /* blocks handed out */
-	unsigned long waiters;
+	atomic_ulong gen;     /* bumped by every free and reservation */
+	atomic_long live;     /* blocks handed out */
+	atomic_ulong waiters; /* callers in dm_pool_wait() */
+	pthread_mutex_t lock; /* for those waiters only */
+	pthread_cond_t freed; /* somebody gave memory back */
 };
 
 int dm_pool_init(struct dm_pool *pool);
@@ -217,7 +222,7 @@ struct dm_io_client {
 /* Set while the library runs a client's completions on this thread: a sync
  * call from there could wait for itself, and memory must not be waited
  * for. */
-extern _Thread_local struct dm_io_client *dm_current_cb_client;
+extern DM_TLS struct dm_io_client *dm_current_cb_client;
 
 struct dm_io_client *dm_client_create(unsigned int reserve_pages);
 void dm_client_set_trace(struct dm_io_client *client, dm_trace_fn fn,

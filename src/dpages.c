@@ -67,6 +67,7 @@ static void km_next(struct dpages *dp, size_t n)
 int dp_init(struct dpages *dp, const struct dm_io_memory *mem)
 {
 	dp->off = 0;
+	dp->linear = false;
 	switch (mem->type) {
 	case DM_IO_PAGE_LIST:
 		if (!mem->ptr.pl || mem->offset >= DM_PAGE_SIZE)
@@ -90,6 +91,7 @@ int dp_init(struct dpages *dp, const struct dm_io_memory *mem)
 		dp->get = km_get;
 		dp->next = km_next;
 		dp->p.addr = mem->ptr.addr;
+		dp->linear = true;
 		return 0;
 	}
 	return -EINVAL;

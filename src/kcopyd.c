@@ -75,7 +75,7 @@ struct dm_kcopyd_client {
 	struct sub_job subs[];
 };
 
-static _Thread_local struct dm_kcopyd_client *current_kc;
+static DM_TLS struct dm_kcopyd_client *current_kc;
 
 /* ---- ending sub-jobs and jobs (the client's lock held) ---- */
 

@@ -39,9 +39,12 @@ struct dm_arena {
 static unsigned int order_of(size_t size)
 {
 	unsigned int order = MIN_ORDER;
+	size_t rest = size > 1 ? (size - 1) >> MIN_ORDER : 0;
 
-	while (order < 63 && ((size_t)1 << order) < size)
+	while (rest) {
+		rest >>= 1;
 		order++;
+	}
 	return order;
 }
 
@@ -144,10 +147,18 @@ static void arena_destroy(struct dm_arena *a)
 int dm_pool_init(struct dm_pool *pool)
 {
 	memset(pool, 0, sizeof(*pool));
-	if (pthread_mutex_init(&pool->lock, NULL))
+	atomic_init(&pool->gen, 0);
+	atomic_init(&pool->live, 0);
+	atomic_init(&pool->waiters, 0);
+	if (pthread_spin_init(&pool->spin, PTHREAD_PROCESS_PRIVATE))
 		return -ENOMEM;
+	if (pthread_mutex_init(&pool->lock, NULL)) {
+		pthread_spin_destroy(&pool->spin);
+		return -ENOMEM;
+	}
 	if (pthread_cond_init(&pool->freed, NULL)) {
 		pthread_mutex_destroy(&pool->lock);
+		pthread_spin_destroy(&pool->spin);
 		return -ENOMEM;
 	}
 	return 0;
@@ -163,6 +174,18 @@ void dm_pool_destroy(struct dm_pool *pool)
 	}
 	pthread_cond_destroy(&pool->freed);
 	pthread_mutex_destroy(&pool->lock);
+	pthread_spin_destroy(&pool->spin);
+}
+
+/* Memory came back: wake whoever waits for it (rarely anyone). */
+static void pool_returned(struct dm_pool *pool)
+{
+	atomic_fetch_add(&pool->gen, 1);
+	if (atomic_load(&pool->waiters)) {
+		pthread_mutex_lock(&pool->lock);
+		pthread_cond_broadcast(&pool->freed);
+		pthread_mutex_unlock(&pool->lock);
+	}
 }
 
 int dm_pool_reserve(struct dm_pool *pool, unsigned int nr_pages)
@@ -174,37 +197,34 @@ int dm_pool_reserve(struct dm_pool *pool, unsigned int nr_pages)
 	a = arena_create((size_t)nr_pages * ARENA_BYTES_PER_PAGE);
 	if (!a)
 		return -ENOMEM;
-	pthread_mutex_lock(&pool->lock);
+	pthread_spin_lock(&pool->spin);
 	a->next = pool->arenas;
 	pool->arenas = a;
-	pool->gen++;
-	pthread_cond_broadcast(&pool->freed);
-	pthread_mutex_unlock(&pool->lock);
+	pthread_spin_unlock(&pool->spin);
+	pool_returned(pool);
 	return 0;
 }
 
+/*
+ * A spin lock, not a mutex: the buddy work under it is a few dozen
+ * instructions, never a system call, and it sits on every request's path.
+ */
 void *dm_pool_alloc(struct dm_pool *pool, size_t size)
 {
 	unsigned int order = order_of(size);
 	struct dm_arena *a;
 	void *p = NULL;
 
-	pthread_mutex_lock(&pool->lock);
+	pthread_spin_lock(&pool->spin);
 	for (a = pool->arenas; a && !p; a = a->next)
 		if (order <= a->top)
 			p = arena_alloc(a, order);
-	if (p)
-		pool->live++;
-	pthread_mutex_unlock(&pool->lock);
-	if (p)
-		return p;
-
+	pthread_spin_unlock(&pool->spin);
 	/* Beyond the reservation: the heap, aligned as a buddy block is. */
-	if (posix_memalign(&p, size >= DM_PAGE_SIZE ? DM_PAGE_SIZE : 64, size))
+	if (!p &&
+	    posix_memalign(&p, size >= DM_PAGE_SIZE ? DM_PAGE_SIZE : 64, size))
 		return NULL;
-	pthread_mutex_lock(&pool->lock);
-	pool->live++;
-	pthread_mutex_unlock(&pool->lock);
+	atomic_fetch_add_explicit(&pool->live, 1, memory_order_relaxed);
 	return p;
 }
 
@@ -214,29 +234,22 @@ void dm_pool_free(struct dm_pool *pool, void *p, size_t size)
 
 	if (!p)
 		return;
-	pthread_mutex_lock(&pool->lock);
+	pthread_spin_lock(&pool->spin);
 	for (a = pool->arenas; a; a = a->next)
 		if ((char *)p >= a->base && (char *)p < a->base + a->size)
 			break;
 	if (a)
 		arena_free(a, p, order_of(size));
-	pool->live--;
-	pool->gen++;
-	if (pool->waiters)
-		pthread_cond_broadcast(&pool->freed);
-	pthread_mutex_unlock(&pool->lock);
+	pthread_spin_unlock(&pool->spin);
 	if (!a)
 		free(p);
+	atomic_fetch_sub_explicit(&pool->live, 1, memory_order_relaxed);
+	pool_returned(pool);
 }
 
 unsigned long dm_pool_gen(struct dm_pool *pool)
 {
-	unsigned long gen;
-
-	pthread_mutex_lock(&pool->lock);
-	gen = pool->gen;
-	pthread_mutex_unlock(&pool->lock);
-	return gen;
+	return atomic_load(&pool->gen);
 }
 
 int dm_pool_wait(struct dm_pool *pool, unsigned long gen)
@@ -244,15 +257,17 @@ int dm_pool_wait(struct dm_pool *pool, unsigned long gen)
 	int ret = 0;
 
 	pthread_mutex_lock(&pool->lock);
-	pool->waiters++;
-	while (pool->gen == gen) {
-		if (!pool->live) {
+	atomic_fetch_add(&pool->waiters, 1);
+	/* Both sides are sequentially consistent: either a free sees us
+	 * waiting, or we see its generation. */
+	while (atomic_load(&pool->gen) == gen) {
+		if (!atomic_load(&pool->live)) {
 			ret = -ENOMEM; /* nothing in flight will free memory */
 			break;
 		}
 		pthread_cond_wait(&pool->freed, &pool->lock);
 	}
-	pool->waiters--;
+	atomic_fetch_sub(&pool->waiters, 1);
 	pthread_mutex_unlock(&pool->lock);
 	return ret;
 }

@@ -40,7 +40,7 @@ struct dm_uring {
 };
 
 /* The ring whose reaper this thread is. */
-static _Thread_local struct dm_uring *reaping;
+static DM_TLS struct dm_uring *reaping;
 
 #define to_uring(b) ((struct dm_uring *)(b))
 
