@@ -5,9 +5,9 @@
 BUILD ?= build
 MESON_OPTS ?=
 # Everything `make test` needs on a fresh Debian 12 machine.
-PACKAGES := gcc liburing-dev libcmocka-dev libnbd-dev nbdkit meson \
-	ninja-build pkg-config python3 util-linux valgrind debhelper dpkg-dev \
-	man-db groff-base
+PACKAGES := gcc clang libclang-rt-14-dev liburing-dev libcmocka-dev \
+	libnbd-dev nbdkit meson ninja-build pkg-config python3 util-linux \
+	valgrind debhelper dpkg-dev man-db groff-base
 
 TSAN_OPTIONS_FILE := $(CURDIR)/tests/tsan.supp
 VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full \
@@ -15,7 +15,8 @@ VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full \
 	--show-leak-kinds=definite,indirect
 
 .PHONY: all deps build test check check-asan check-tsan check-valgrind \
-	check-install check-deb demo bench install clean
+	check-install check-deb check-fuzz soak soak-long soak-self-test fuzz \
+	demo bench install clean
 
 all: build
 
@@ -40,10 +41,12 @@ $(BUILD)/build.ninja:
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
-# The whole suite: every test on both backends and with io_uring blocked,
-# then under ASan+UBSan, under TSan, the core under valgrind, and the
-# install and packaging checks.
-test: check check-asan check-tsan check-valgrind check-install check-deb
+# The whole suite: every test on both backends and with io_uring blocked
+# (the short soak and its self-test included), then under ASan+UBSan, under
+# TSan, the core under valgrind, a bounded fuzz run, and the install and
+# packaging checks.
+test: check check-asan check-tsan check-valgrind check-fuzz check-install \
+	check-deb
 	@echo "make test: all green"
 
 check: build
@@ -74,6 +77,30 @@ check-valgrind: build
 		$$(meson test -C $(BUILD) --suite core --list 2>/dev/null | \
 		   sed 's/.* \/ //' | grep -- '-threads$$')
 
+FUZZ_BUILD ?= $(BUILD)-fuzz
+FUZZ_SECONDS ?= 60
+
+$(FUZZ_BUILD)/build.ninja:
+	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=enabled -Dtests=false \
+		-Dexamples=false
+
+# libFuzzer on request validation and planning (fuzz/README.md).
+check-fuzz fuzz: deps $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD) fuzz/fuzz-plan
+	fuzz/run-fuzz.sh $(FUZZ_BUILD)/fuzz/fuzz-plan $(FUZZ_SECONDS)
+
+# The soak against a model (soak/README.md); `make check` runs --short.
+soak: build
+	$(BUILD)/soak/soak --short
+
+soak-long: build
+	$(BUILD)/soak/soak --long
+
+soak-self-test: build
+	@$(BUILD)/soak/soak --self-test --seconds 5; st=$$?; \
+	if [ $$st -eq 1 ]; then echo "soak self-test: OK, the lost write was detected"; \
+	else echo "soak self-test: FAILED (exit $$st, expected 1)" >&2; exit 1; fi
+
 check-install: build
 	scripts/check-install.sh .
 
@@ -92,4 +119,4 @@ install: build
 	meson install -C $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-tsan
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-tsan $(FUZZ_BUILD)

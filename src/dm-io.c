@@ -336,6 +336,10 @@ static int check_request(const struct dm_io_request *req,
 		    r->sector + r->count > (UINT64_MAX >> SECTOR_SHIFT))
 			return -EINVAL;
 	}
+	/* IOPRIO_PRIO_CLASS is the top 3 bits: NONE (no data), RT, BE,
+	 * IDLE; the kernel judges the rest. */
+	if (req->ioprio >> 13 > 3 || (req->ioprio >> 13 == 0 && req->ioprio))
+		return -EINVAL;
 	/* FUA and PREFLUSH qualify writes only. */
 	if (req->bi_opf & (DM_IO_FUA | DM_IO_PREFLUSH) && op != DM_IO_OP_WRITE)
 		return -EINVAL;

@@ -154,9 +154,14 @@ static void issue(struct dm_nbd *n, struct dm_chunk *c, int conn)
 		return;
 	}
 	if (issue_cmd(n, n->h[conn], c) < 0) {
-		/* libnbd has already called cmd_free(): say why. */
+		/* libnbd has already called cmd_free(): say why.  A handle
+		 * that has just died answers EINVAL ("invalid state"), but
+		 * the caller's truth is that the connection went. */
 		int err = nbd_get_errno();
 
+		if (nbd_aio_is_dead(n->h[conn]) ||
+		    nbd_aio_is_closed(n->h[conn]))
+			err = ECONNRESET;
 		c->be_res = -(err ? err : EIO);
 	}
 }
@@ -357,11 +362,11 @@ static void *nbd_thread(void *arg)
 				nbd_aio_notify_write(n->h[i]);
 			if (nbd_aio_is_dead(n->h[i]) ||
 			    nbd_aio_is_closed(n->h[i])) {
-				int err = nbd_get_errno();
-
-				kill_export(n,
-					    connection_errno(
-						    -(err ? err : ECONNRESET)));
+				/* nbd_get_errno() is this thread's last libnbd
+				 * error, not necessarily the connection's:
+				 * every caller of a dead export sees one
+				 * errno. */
+				kill_export(n, -ECONNRESET);
 				break;
 			}
 		}

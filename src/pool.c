@@ -220,9 +220,11 @@ void *dm_pool_alloc(struct dm_pool *pool, size_t size)
 		if (order <= a->top)
 			p = arena_alloc(a, order);
 	pthread_spin_unlock(&pool->spin);
-	/* Beyond the reservation: the heap, aligned as a buddy block is. */
+	/* Beyond the reservation: the heap, aligned as a buddy block of that
+	 * order is (up to a page), which O_DIRECT bounce buffers rely on. */
 	if (!p &&
-	    posix_memalign(&p, size >= DM_PAGE_SIZE ? DM_PAGE_SIZE : 64, size))
+	    posix_memalign(&p, order < 12 ? (size_t)1 << order : DM_PAGE_SIZE,
+			   size))
 		return NULL;
 	atomic_fetch_add_explicit(&pool->live, 1, memory_order_relaxed);
 	return p;

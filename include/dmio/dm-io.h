@@ -179,8 +179,10 @@ struct dm_io_request {
 	 * returns or before the callback runs, and must stay valid until then.
 	 */
 	int *region_errors;
-	/* I/O priority for every submission (ioprio_set(2) encoding); 0 =
-	 * default. */
+	/* I/O priority for every submission (ioprio_set(2) encoding:
+	 * IOPRIO_PRIO_VALUE(class, data)); 0 = default.  A class above 3, or
+	 * data with class 0, is refused with -EINVAL.  The thread pool
+	 * applies it to its worker threads with ioprio_set(2). */
 	unsigned short ioprio;
 };
 
@@ -197,7 +199,11 @@ struct dm_io_request {
  * -EINVAL (bad argument or unknown op), -EDEADLK (sync call from a
  * completion callback), -ENOMEM (beyond the reservation, and no memory to
  * wait for).  An op a device cannot do is not a refusal: that region gets
- * its bit (and -EOPNOTSUPP in region_errors).
+ * its bit (and -EOPNOTSUPP in region_errors).  The memory is walked only
+ * for regions that will be issued: a request whose every region fails at
+ * planning (past the end, read-only, ...) is accepted with all its bits
+ * set even if the page list or bio_vec array is malformed.  A flush to a
+ * device opened read-only is allowed (there is nothing to write back).
  */
 int dm_io(struct dm_io_request *io_req, unsigned int num_regions,
 	  struct io_region *where, unsigned long *sync_error_bits);

@@ -75,7 +75,12 @@ static bool find_nbdkit(void)
 		if (snprintf(cand, sizeof(cand), "%s/nbdkit",
 			     *dir ? dir : ".") >= (int)sizeof(cand))
 			continue;
-		if (access(cand, X_OK) == 0) {
+		struct stat sb;
+
+		/* A regular file: meson puts library directories on PATH, and
+		 * /usr/lib/<triplet>/nbdkit is nbdkit's plugin directory. */
+		if (!stat(cand, &sb) && S_ISREG(sb.st_mode) &&
+		    access(cand, X_OK) == 0) {
 			memcpy(nbdkit_path, cand, sizeof(cand));
 			found = true;
 		}
