@@ -466,6 +466,8 @@ static pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;
  * --self-test mode only the deliberate lost write may give 1; anything
  * else gives 2, so that "detected" cannot be confused with "broken". */
 static atomic_int fail_status = 1;
+/* Workers write their request history while a failing thread prints it. */
+static pthread_mutex_t hist_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void dump_history(uint64_t id)
 {
@@ -473,12 +475,14 @@ static void dump_history(uint64_t id)
 
 	if (!id)
 		return;
+	pthread_mutex_lock(&hist_lock);
 	for (i = 0; i < nworkers; i++)
 		for (k = 0; k < HIST; k++)
 			if (workers[i].hist[k].id == id)
 				fprintf(stderr,
 					"  request %016" PRIx64 ": %s\n", id,
 					workers[i].hist[k].desc);
+	pthread_mutex_unlock(&hist_lock);
 }
 
 static _Noreturn void fail_v(uint64_t id1, uint64_t id2, const char *fmt,
@@ -1520,9 +1524,12 @@ static void describe_req(struct worker *w, const struct req *r)
 		"NULL bdev",	      "NULL client",
 		"bad memory type",    "count<<9 overflow",
 		"async without fn",   "seed rw 2"};
-	struct hist *h = &w->hist[w->nhist++ % HIST];
+	struct hist *h;
 	size_t n;
 	unsigned int i;
+
+	pthread_mutex_lock(&hist_lock);
+	h = &w->hist[w->nhist++ % HIST];
 
 	n = (size_t)snprintf(h->desc, sizeof(h->desc),
 			     "%s%s %s %s%s%s%s %zuB:", r->seed ? "seed " : "",
@@ -1545,6 +1552,7 @@ static void describe_req(struct worker *w, const struct req *r)
 				      : r->e[i].mode == E_MAY ? "?"
 							      : "");
 	h->id = r->id;
+	pthread_mutex_unlock(&hist_lock);
 }
 
 static void release_regions(struct req *r)
