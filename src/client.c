@@ -162,11 +162,22 @@ static void *destroyer(void *arg)
 	return NULL;
 }
 
-DMIO_EXPORT void dm_io_client_destroy(struct dm_io_client *client)
+/* Run @fn(@arg) on a detached thread: how a destroy asked from a callback
+ * finishes without waiting for itself.  Should no thread be had, nothing
+ * runs: a leak, never a hang. */
+void dm_run_detached(void *(*fn)(void *), void *arg)
 {
 	pthread_attr_t attr;
 	pthread_t thread;
 
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_create(&thread, &attr, fn, arg);
+	pthread_attr_destroy(&attr);
+}
+
+DMIO_EXPORT void dm_io_client_destroy(struct dm_io_client *client)
+{
 	if (!client)
 		return;
 	if (dm_current_cb_client != client) {
@@ -175,10 +186,6 @@ DMIO_EXPORT void dm_io_client_destroy(struct dm_io_client *client)
 	}
 	/* From one of the client's own callbacks, waiting here would wait
 	 * for ourselves: a thread of its own finishes the job once this
-	 * callback and the rest of the I/O are done.  Should no thread be
-	 * had, the client stays allocated: a leak, never a hang. */
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_create(&thread, &attr, destroyer, client);
-	pthread_attr_destroy(&attr);
+	 * callback and the rest of the I/O are done. */
+	dm_run_detached(destroyer, client);
 }

@@ -225,6 +225,7 @@ struct dm_io_client {
 extern DM_TLS struct dm_io_client *dm_current_cb_client;
 
 struct dm_io_client *dm_client_create(unsigned int reserve_pages);
+void dm_run_detached(void *(*fn)(void *), void *arg);
 void dm_client_set_trace(struct dm_io_client *client, dm_trace_fn fn,
 			 void *ctx);
 

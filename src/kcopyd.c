@@ -593,9 +593,6 @@ static void *destroy_client(void *arg)
 
 DMIO_EXPORT void dm_kcopyd_client_destroy(struct dm_kcopyd_client *kc)
 {
-	pthread_attr_t attr;
-	pthread_t thread;
-
 	if (!kc)
 		return;
 	if (current_kc != kc) {
@@ -603,9 +600,6 @@ DMIO_EXPORT void dm_kcopyd_client_destroy(struct dm_kcopyd_client *kc)
 		return;
 	}
 	/* From one of its own callbacks: finish on a thread of its own once
-	 * this callback has returned (or leak, should no thread be had). */
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_create(&thread, &attr, destroy_client, kc);
-	pthread_attr_destroy(&attr);
+	 * this callback has returned. */
+	dm_run_detached(destroy_client, kc);
 }
