@@ -137,8 +137,8 @@ static void trace(struct dm_io_client *client, enum dm_trace_event ev,
 		client->trace(client->trace_ctx, ev, c, res);
 }
 
-/* Hand chunks to the backend that serves them: a fault: device's thread,
- * an NBD export's own thread, or the client's backend for local devices. */
+/* Hand chunks to the backend that serves them: the device's own thread
+ * (fault: devices, NBD exports), or the client's backend. */
 void dm_submit(struct dm_io_client *client, struct dm_chunk *head)
 {
 	struct dm_chunk *local = NULL, **tail = &local, *c, *next;
@@ -151,10 +151,8 @@ void dm_submit(struct dm_io_client *client, struct dm_chunk *head)
 		next = c->next;
 		trace(client, DM_TRACE_SUBMIT, c, 0);
 		c->next = NULL;
-		if (c->bdev && c->bdev->fault) {
-			dm_fault_submit(c->bdev->fault, c);
-		} else if (c->bdev && c->bdev->nbd) {
-			dm_nbd_submit(c->bdev->nbd, c);
+		if (c->bdev && c->bdev->submit) {
+			c->bdev->submit(c->bdev, c);
 		} else {
 			*tail = c;
 			tail = &c->next;

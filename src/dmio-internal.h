@@ -23,6 +23,8 @@
 
 /* ---- devices ---- */
 
+struct dm_chunk;
+
 struct block_device {
 	int fd;
 	unsigned int flags;	   /* DM_BDEV_* as asked */
@@ -38,23 +40,23 @@ struct block_device {
 	atomic_uint inflight;	   /* chunks issued and not completed */
 	bool contig;		   /* takes one contiguous buffer per command */
 	struct dm_nbd *nbd;	   /* an NBD export: its own connections */
-	struct dm_fault *fault;	   /* a fault: device wrapping another */
+	/* Devices with a thread of their own take their chunks here; NULL:
+	 * the client's backend does the I/O. */
+	void (*submit)(struct block_device *bdev, struct dm_chunk *c);
+	struct dm_fault *fault; /* a fault: device wrapping another */
 	char name[];
 };
 
 /* NBD exports (nbd.c, built with libnbd). */
-struct dm_chunk;
 struct dm_nbd;
 struct block_device *dm_nbd_open(const char *uri, unsigned int flags);
 int dm_nbd_close(struct block_device *bdev);
-void dm_nbd_submit(struct dm_nbd *nbd, struct dm_chunk *head);
 int dm_nbd_set_timeout(struct dm_nbd *nbd, unsigned int ms);
 
 /* fault: devices (fault.c). */
 struct dm_fault;
 struct block_device *dm_fault_open(const char *spec, unsigned int flags);
 int dm_fault_close(struct block_device *bdev);
-void dm_fault_submit(struct dm_fault *fault, struct dm_chunk *c);
 struct block_device *dm_fault_inner(struct dm_fault *fault);
 
 /* ---- memory iterators (the kernel's dpages) ---- */
@@ -233,7 +235,6 @@ void dm_client_set_trace(struct dm_io_client *client, dm_trace_fn fn,
 void dm_submit(struct dm_io_client *client, struct dm_chunk *head);
 bool dm_chunk_done(struct dm_chunk *chunk, int res);
 int dm_chunk_iov(struct dm_chunk *chunk, const struct iovec **iov);
-int dm_chunk_syscall(struct dm_chunk *chunk);
 void dm_chunk_exec(struct dm_chunk *chunk);
 
 #endif /* DMIO_INTERNAL_H */

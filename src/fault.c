@@ -173,6 +173,8 @@ static int parse_option(struct dm_fault *f, const char *k, const char *end)
 
 /* ---- the thread ---- */
 
+static void fault_queue(struct dm_fault *f, struct dm_chunk *c);
+
 static bool is_write(enum dm_chunk_op op)
 {
 	return op != DM_CHUNK_READ && op != DM_CHUNK_NOP;
@@ -300,7 +302,7 @@ static void handle(struct dm_fault *f, struct dm_chunk *c)
 	}
 	dm_current_cb_client = client;
 	if (dm_chunk_done(c, res))
-		dm_fault_submit(f, c); /* once more through the rules */
+		fault_queue(f, c); /* once more through the rules */
 	dm_current_cb_client = NULL;
 }
 
@@ -353,7 +355,7 @@ static void *fault_thread(void *arg)
 	return NULL;
 }
 
-void dm_fault_submit(struct dm_fault *f, struct dm_chunk *c)
+static void fault_queue(struct dm_fault *f, struct dm_chunk *c)
 {
 	c->be_time = now_ns();
 	c->next = NULL;
@@ -362,6 +364,12 @@ void dm_fault_submit(struct dm_fault *f, struct dm_chunk *c)
 	f->tail = &c->next;
 	pthread_cond_signal(&f->cond);
 	pthread_mutex_unlock(&f->lock);
+}
+
+/* The device's submit hook: every chunk goes through the thread first. */
+static void fault_submit(struct block_device *bdev, struct dm_chunk *c)
+{
+	fault_queue(bdev->fault, c);
 }
 
 /* ---- opening and closing ---- */
@@ -425,6 +433,7 @@ struct block_device *dm_fault_open(const char *spec, unsigned int flags)
 	bdev->fd = -1;
 	bdev->nbd = NULL;
 	bdev->fault = f;
+	bdev->submit = fault_submit;
 	f->bdev = bdev;
 	atomic_init(&bdev->inflight, 0);
 	atomic_init(&bdev->no_zero_range,

@@ -376,8 +376,10 @@ static void *nbd_thread(void *arg)
 	return NULL;
 }
 
-void dm_nbd_submit(struct dm_nbd *n, struct dm_chunk *head)
+/* The device's submit hook: queue a chunk for the export's thread. */
+static void nbd_submit(struct block_device *bdev, struct dm_chunk *head)
 {
+	struct dm_nbd *n = bdev->nbd;
 	uint64_t one = 1;
 
 	/* Woken under the lock: once the chunks are queued they may
@@ -521,6 +523,7 @@ struct block_device *dm_nbd_open(const char *uri, unsigned int flags)
 	bdev->flags = flags & DM_BDEV_RDONLY;
 	bdev->contig = true; /* libnbd takes one buffer per command */
 	bdev->nbd = n;
+	bdev->submit = nbd_submit;
 	n->bdev = bdev;
 	n->queue_tail = &n->queue;
 	n->backlog_tail = &n->backlog;

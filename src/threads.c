@@ -18,7 +18,7 @@
 #include "dmio-internal.h"
 
 /* Bytes moved, 0 for a data-less success, or -errno. */
-int dm_chunk_syscall(struct dm_chunk *c)
+static int chunk_syscall(struct dm_chunk *c)
 {
 	const struct block_device *b = c->bdev;
 	off_t off = (off_t)(c->pos + c->done);
@@ -65,7 +65,7 @@ int dm_chunk_syscall(struct dm_chunk *c)
 /* Run a chunk to its end on this thread. */
 void dm_chunk_exec(struct dm_chunk *c)
 {
-	while (dm_chunk_done(c, dm_chunk_syscall(c)))
+	while (dm_chunk_done(c, chunk_syscall(c)))
 		;
 }
 
