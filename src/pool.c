@@ -17,8 +17,10 @@
 
 #define MIN_ORDER 6  /* 64-byte blocks */
 #define MAX_ORDER 22 /* 4 MiB: larger requests come from the heap */
-/* Metadata and bounce space reserved per page of I/O. */
-#define ARENA_BYTES_PER_PAGE (DM_PAGE_SIZE + 1024)
+/* Metadata and bounce space reserved per page of I/O.  A bounce buffer is
+ * one buddy block, its size rounded up to a power of two: n pages of
+ * bounces may take up to 2n pages of arena, so that is what we map. */
+#define ARENA_BYTES_PER_PAGE (2 * DM_PAGE_SIZE + 1024)
 /* 4 GiB of I/O in flight: more is a caller's mistake, not a plan. */
 #define MAX_RESERVE_PAGES (1u << 20)
 

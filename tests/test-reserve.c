@@ -418,7 +418,7 @@ static void stray_cb(unsigned long error, void *context)
 static void beyond_reservation_failing_malloc_is_enomem_no_io(void **state)
 {
 	struct h_env *env = h_env(state);
-	const size_t len = 2 * MiB;
+	const size_t len = 4 * MiB;
 	struct io_region where[DM_IO_MAX_REGIONS];
 	struct h_dev *dev[NDEV];
 	char *data = h_alloc_aligned(len);
@@ -434,7 +434,7 @@ static void beyond_reservation_failing_malloc_is_enomem_no_io(void **state)
 					      0, len >> 9};
 	h_pattern(data, len, 6, 0);
 	atomic_store(&stray, 0);
-	/* One page reserved; 64 regions of 2 MiB need far more bookkeeping
+	/* One page reserved; 64 regions of 4 MiB need far more bookkeeping
 	 * than that, and the heap says no. */
 	h_seed_get(env, 1);
 	arm();
@@ -519,6 +519,57 @@ static void beyond_reservation_bounce_failing_heap_is_enomem(void **state)
 	free(buf);
 }
 
+/* dm_io_get(n), then one unaligned O_DIRECT write and read of n pages:
+ * the bounce pages are part of the reservation too. */
+static void bounce_of_whole_reservation_never_allocates(void **state)
+{
+	static const unsigned int sizes[] = {1, 3, 5, 16};
+	struct h_env *env = h_env(state);
+	struct h_dev *dev = h_loop_new(env, 1 * MiB, 41, 512);
+	struct io_region where = {h_open(env, dev, 0), 8, 0};
+	char *wbuf = h_alloc_aligned(64 * KiB + DM_PAGE_SIZE);
+	char *rbuf = h_alloc_aligned(64 * KiB + DM_PAGE_SIZE);
+	unsigned long calls;
+	unsigned int i;
+	int ret[3];
+
+	for (i = 0; i < H_NR(sizes); i++) {
+		size_t len = sizes[i] * DM_PAGE_SIZE;
+		struct cb_rec cb;
+
+		atomic_init(&cb.n, 0);
+		atomic_init(&cb.bits, 0);
+		where.count = len >> 9;
+		h_pattern(wbuf + 5, len, 50 + i, 0);
+		memset(rbuf, 0, len + 9);
+		h_seed_get(env, sizes[i]);
+		watchdog(10);
+		arm();
+		ret[0] = dm_io_sync_vm(1, &where, DM_IO_WRITE, wbuf + 5, NULL);
+		ret[1] = dm_io_sync_vm(1, &where, DM_IO_READ, rbuf + 9, NULL);
+		ret[2] = dm_io_async_vm(1, &where, DM_IO_WRITE, wbuf + 5,
+					rec_cb, &cb);
+		if (!ret[2])
+			h_wait_count(&cb.n, 1, 10000);
+		calls = disarm();
+		alarm(0);
+		h_seed_put(env, sizes[i]);
+
+		if (calls || ret[0] || ret[1] || ret[2])
+			fail_msg("dm_io_get(%u), %u-page bounced I/O: "
+				 "returned %d %d %d, %lu allocator calls",
+				 sizes[i], sizes[i], ret[0], ret[1], ret[2],
+				 calls);
+		assert_int_equal(atomic_load(&cb.n), 1);
+		assert_int_equal(atomic_load(&cb.bits), 0);
+		assert_int_equal(h_pattern_mismatch(rbuf + 9, len, 50 + i, 0),
+				 -1);
+		h_expect_pattern(dev, 8 * 512, len, 50 + i, 0);
+	}
+	free(wbuf);
+	free(rbuf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest file_tests[] = {
@@ -535,6 +586,7 @@ int main(void)
 		R_TEST(client_reservation_small_io_never_allocates),
 		R_TEST(beyond_reservation_failing_malloc_is_enomem_no_io),
 		R_TEST(beyond_reservation_bounce_failing_heap_is_enomem),
+		R_TEST(bounce_of_whole_reservation_never_allocates),
 	};
 
 	h_group_seed_pages = 0;
