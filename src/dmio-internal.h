@@ -84,6 +84,9 @@ struct dm_arena;
 struct dm_pool {
 	pthread_spinlock_t spin; /* the arenas */
 	struct dm_arena *arenas;
+	/* pages reserved, pages the arenas were mapped for; reserve and
+	 * unreserve are serialised by their callers */
+	unsigned long reserved, capacity;
 	atomic_ulong gen; /* bumped by frees of I/O's memory, reservations */
 	atomic_long live; /* blocks handed out */
 	atomic_ulong waiters; /* callers in dm_pool_wait() */
@@ -94,6 +97,7 @@ struct dm_pool {
 int dm_pool_init(struct dm_pool *pool);
 void dm_pool_destroy(struct dm_pool *pool);
 int dm_pool_reserve(struct dm_pool *pool, unsigned int nr_pages);
+void dm_pool_unreserve(struct dm_pool *pool, unsigned int nr_pages);
 void *dm_pool_alloc(struct dm_pool *pool, size_t size);
 void dm_pool_free(struct dm_pool *pool, void *p, size_t size);
 /* dm_pool_free() of a block that never carried I/O (an allocation undone):

@@ -44,7 +44,11 @@ DMIO_EXPORT void dm_io_put(unsigned int num_pages)
 	pthread_mutex_lock(&seed_lock);
 	if (num_pages && num_pages <= seed_pages) {
 		seed_pages -= num_pages;
-		if (!seed_pages) {
+		if (seed_pages) {
+			/* Give back this share now: reserving per job must
+			 * not grow the process. */
+			dm_pool_unreserve(&seed_client->pool, num_pages);
+		} else {
 			/* New calls now fail; let those already past the
 			 * check submit, then drain and free. */
 			client = seed_client;
