@@ -202,13 +202,25 @@ fail:
 	return NULL;
 }
 
+/* I/O in flight on @bdev or on any device a fault: level routes it to.
+ * Levels are read from the top down and a chunk passed on counts below
+ * before it stops counting above, so a chunk on its way is always seen. */
+static bool busy(const struct block_device *bdev)
+{
+	for (; bdev; bdev = bdev->fault ? dm_fault_inner(bdev->fault) : NULL)
+		if (atomic_load(&bdev->inflight))
+			return true;
+	return false;
+}
+
 DMIO_EXPORT int dm_bdev_close(struct block_device *bdev)
 {
 	int ret = 0;
 
 	if (!bdev)
 		return 0;
-	if (atomic_load(&bdev->inflight))
+	/* Refused means nothing is torn down, at any level. */
+	if (busy(bdev))
 		return -EBUSY;
 	if (bdev->fault)
 		return dm_fault_close(bdev);
