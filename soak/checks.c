@@ -291,7 +291,7 @@ void final_check(struct worker *w)
 			verify_range(w, st, (int)k, st->slots[k].start,
 				     st->slots[k].len, 0, "final read-back");
 		/* The backing file, read past the library. */
-		if (st->kind == K_LOOP && fsync(st->loopfd))
+		if (st->kind == K_LOOP && fsync(st->loop.fd))
 			fail("fsync %s: %s", st->dev, strerror(errno));
 		if (st->path[0])
 			fd = open(st->path, O_RDONLY | O_CLOEXEC);

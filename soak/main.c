@@ -55,14 +55,14 @@ char rerun[512];
 void ctl_beat(const char *what)
 {
 	atomic_store(&main_doing, what);
-	atomic_store(&main_heartbeat, now_ns());
+	atomic_store(&main_heartbeat, tl_now_ns());
 }
 
 void wait_zero(atomic_uint *n, const char *what)
 {
 	ctl_beat(what);
 	while (atomic_load(n))
-		sleep_ms(1);
+		tl_sleep_ms(1);
 	ctl_beat("running");
 }
 
@@ -159,7 +159,7 @@ static void parse_args(int argc, char **argv)
 	if (!opt.have_seed) {
 		if (getrandom(&opt.seed, sizeof(opt.seed), 0) !=
 		    sizeof(opt.seed))
-			opt.seed = now_ns();
+			opt.seed = tl_now_ns();
 		opt.seed &= (1ull << 53) - 1; /* easy to copy */
 	}
 }
@@ -226,7 +226,7 @@ int main(int argc, char **argv)
 		n += snprintf(rerun + n, sizeof(rerun) - (size_t)n, " %s",
 			      argv[i]);
 	}
-	t_start = now_ns();
+	t_start = tl_now_ns();
 	rng_seed(&ctl_rng, opt.seed ^ 0xc0ffeeull);
 	printf("soak: seed %" PRIu64 " (%s mode: %s%" PRIu64 " I/Os, %u s; "
 	       "%u request workers, %u seed-API workers, 1 churn; qd %u)\n",
@@ -257,7 +257,7 @@ int main(int argc, char **argv)
 		setup_loop("loop4k", 4096);
 	if (opt.no_nbd)
 		printf("  note: --no-nbd: no NBD exports\n");
-	else if (!find_nbdkit())
+	else if (!nbdkit_available(NULL, 0))
 		printf("  note: nbdkit is not installed: no NBD exports "
 		       "(Debian package nbdkit)\n");
 	else {
@@ -288,12 +288,12 @@ int main(int argc, char **argv)
 	}
 
 	setup_workers();
-	atomic_store(&main_heartbeat, now_ns());
+	atomic_store(&main_heartbeat, tl_now_ns());
 	ctl_beat("running");
 	if (pthread_create(&wd, NULL, watchdog_main, NULL))
 		fail("pthread_create");
 	pthread_detach(wd);
-	t_load = now_ns();
+	t_load = tl_now_ns();
 	for (i = 0; i < nworkers; i++)
 		if (pthread_create(&workers[i].thread, NULL, worker_main,
 				   &workers[i]))
@@ -303,9 +303,9 @@ int main(int argc, char **argv)
 	next_nbd = t_load + (uint64_t)opt.nbd_every * 1000000000u;
 	next_print = t_load + 5000000000ull;
 	for (;;) {
-		uint64_t now = now_ns(), ios = atomic_load(&g.ops);
+		uint64_t now = tl_now_ns(), ios = atomic_load(&g.ops);
 
-		sleep_ms(20);
+		tl_sleep_ms(20);
 		ctl_beat("running");
 		if (opt.ios && ios >= opt.ios)
 			break;
@@ -320,12 +320,12 @@ int main(int argc, char **argv)
 		}
 		if (now >= next_rot) {
 			rotate_one();
-			next_rot = now_ns() + 200000000ull +
+			next_rot = tl_now_ns() + 200000000ull +
 				   below(&ctl_rng, 600000000ull);
 		}
 		if (now >= next_nbd) {
 			nbd_event(nbd_nr++);
-			next_nbd = now_ns() +
+			next_nbd = tl_now_ns() +
 				   (uint64_t)opt.nbd_every * 1000000000u;
 		}
 	}
@@ -333,7 +333,7 @@ int main(int argc, char **argv)
 	ctl_beat("waiting for the workers to finish");
 	for (i = 0; i < nworkers; i++)
 		pthread_join(workers[i].thread, NULL);
-	secs = (double)(now_ns() - t_load) / 1e9;
+	secs = (double)(tl_now_ns() - t_load) / 1e9;
 	if (atomic_load(&g.bad_callbacks))
 		fail("%lu callbacks of refused requests ran",
 		     atomic_load(&g.bad_callbacks));

@@ -255,10 +255,9 @@ struct store *new_store(const char *name, enum store_kind kind)
 
 	snprintf(st->name, sizeof(st->name), "%s", name);
 	st->kind = kind;
-	st->loopfd = -1;
+	st->loop.fd = -1;
 	st->lbs = 512;
 	atomic_init(&st->state, S_ONLINE);
-	atomic_init(&st->pid, 0);
 	layout_slots(st);
 	model_init(st, false);
 	snprintf(st->path, sizeof(st->path), "%s/%s.img", workdir, name);
@@ -283,63 +282,39 @@ void setup_file(const char *name, bool with_direct)
 bool setup_loop(const char *name, unsigned int lbs)
 {
 	struct store *st;
-	int ctl, tries;
+	char why[128];
+	int bfd, err;
 
 	if (geteuid() != 0) {
 		printf("  note: not root: no loop devices (%s skipped)\n",
 		       name);
 		return false;
 	}
-	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
-	if (ctl < 0) {
-		printf("  note: /dev/loop-control: %s: no loop devices (%s "
-		       "skipped)\n",
-		       strerror(errno), name);
+	if (!tl_loop_available(why, sizeof(why))) {
+		printf("  note: %s: no loop devices (%s skipped)\n", why, name);
 		return false;
 	}
 	st = new_store(name, K_LOOP);
 	st->is_blk = true;
 	write_backing(st);
-	for (tries = 0; tries < 32; tries++) {
-		int nr = ioctl(ctl, LOOP_CTL_GET_FREE), bfd;
-		struct loop_config cfg;
-
-		if (nr < 0)
-			break;
-		snprintf(st->dev, sizeof(st->dev), "/dev/loop%d", nr);
-		st->loopfd = open(st->dev, O_RDWR | O_CLOEXEC);
-		if (st->loopfd < 0)
-			continue;
-		bfd = open(st->path, O_RDWR | O_CLOEXEC);
-		if (bfd < 0)
-			fail("open %s: %s", st->path, strerror(errno));
-		memset(&cfg, 0, sizeof(cfg));
-		cfg.fd = (unsigned int)bfd;
-		cfg.block_size = lbs;
-		/* Detached by the kernel when our descriptors close, even
-		 * if we crash. */
-		cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR;
-		memcpy(cfg.info.lo_file_name, st->path,
-		       min_u64(strlen(st->path),
-			       sizeof(cfg.info.lo_file_name) - 1));
-		if (!ioctl(st->loopfd, LOOP_CONFIGURE, &cfg)) {
-			close(bfd);
-			close(ctl);
-			st->lbs = lbs;
-			add_view(st, "plain", 0, false);
-			add_view(st, "buffered", DM_BDEV_BUFFERED, false);
-			add_view(st, "rdonly", DM_BDEV_RDONLY, false);
-			add_view(st, "fault1", 0, true);
-			add_view(st, "fault2", DM_BDEV_BUFFERED, true);
-			return true;
-		}
-		close(bfd);
-		close(st->loopfd);
-		st->loopfd = -1;
-		if (errno != EBUSY)
-			break;
-	}
-	fail("cannot set up a loop device for %s: %s", name, strerror(errno));
+	bfd = open(st->path, O_RDWR | O_CLOEXEC);
+	if (bfd < 0)
+		fail("open %s: %s", st->path, strerror(errno));
+	/* Detached by the kernel when our descriptors close, even if we
+	 * crash. */
+	err = tl_loop_attach(bfd, lbs, &st->loop);
+	close(bfd);
+	if (err)
+		fail("cannot set up a loop device for %s: %s", name,
+		     strerror(-err));
+	snprintf(st->dev, sizeof(st->dev), "%s", st->loop.path);
+	st->lbs = lbs;
+	add_view(st, "plain", 0, false);
+	add_view(st, "buffered", DM_BDEV_BUFFERED, false);
+	add_view(st, "rdonly", DM_BDEV_RDONLY, false);
+	add_view(st, "fault1", 0, true);
+	add_view(st, "fault2", DM_BDEV_BUFFERED, true);
+	return true;
 }
 
 /* ---- reading back ---- */

@@ -102,7 +102,7 @@ static _Noreturn void fail_v(uint64_t id1, uint64_t id2, const char *fmt,
 	if (id2 != id1)
 		dump_history(id2);
 	fprintf(stderr, "  after %lu I/Os, %.1f s\n", atomic_load(&g.ops),
-		(double)(now_ns() - t_start) / 1e9);
+		(double)(tl_now_ns() - t_start) / 1e9);
 	fprintf(stderr, "rerun: %s\n", rerun);
 	fflush(stderr);
 	cleanup();
@@ -136,18 +136,13 @@ void cleanup(void)
 
 	if (atomic_exchange(&cleaned, true))
 		return;
+	/* Signal-safe: this runs from handlers too. */
+	nbdkit_kill_all();
 	for (i = 0; i < nstores; i++) {
 		struct store *st = &stores[i];
-		pid_t pid = atomic_load(&st->pid);
 
-		if (pid > 0)
-			kill(pid, SIGKILL);
 		if (st->path[0])
 			unlink(st->path);
-		if (st->sock[0])
-			unlink(st->sock);
-		if (st->pidfile[0])
-			unlink(st->pidfile);
 		/* Loop devices are set up to clear themselves when their
 		 * last user goes: our descriptors die with us. */
 	}
@@ -208,8 +203,8 @@ void *watchdog_main(void *arg)
 		uint64_t now;
 		unsigned int i;
 
-		sleep_ms(500);
-		now = now_ns();
+		tl_sleep_ms(500);
+		now = tl_now_ns();
 		if (now > atomic_load(&main_heartbeat) + limit)
 			fail("watchdog: the controller made no progress for "
 			     "%u s (%s)",
@@ -312,5 +307,5 @@ void print_summary(double secs)
 	       (double)t.bytes_verified / 1048576.0, t.verify_reads, t.sweeps,
 	       t.adopted, (double)atomic_load(&g.raw_bytes) / 1048576.0);
 	printf("  seconds: %.1f load, %.1f total\n", secs,
-	       (double)(now_ns() - t_start) / 1e9);
+	       (double)(tl_now_ns() - t_start) / 1e9);
 }

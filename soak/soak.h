@@ -4,6 +4,7 @@
  * soak does; model.c holds the stores and the model, faults.c the fault:
  * rules, nbd.c the NBD servers, workload.c the requests, checks.c their
  * completion checks and report.c failing, cleaning up and the summary.
+ * Clocks, loop devices and nbdkit come from tests/lib.
  */
 #ifndef DMIO_SOAK_H
 #define DMIO_SOAK_H
@@ -12,7 +13,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <linux/loop.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -22,15 +22,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <dmio/dm-io.h>
+
+#include "nbdkit.h"
+#include "tl.h"
 
 #define SECTOR		 512u
 #define PAGE		 4096u
@@ -50,22 +50,6 @@
 #define CANARY		 0xa5
 #define READ_FILL	 0x5a
 #define VBUF_SECTORS	 2048u /* verify reads: 1 MiB at a time */
-
-static inline uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static inline void sleep_ms(unsigned int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 static inline uint64_t min_u64(uint64_t a, uint64_t b)
 {
@@ -176,7 +160,7 @@ struct view {
 	atomic_uint inflight;
 	atomic_ulong chunks; /* regions that reached the device since open */
 	unsigned int opens;
-	char spec[1024];
+	char spec[1100];
 };
 
 struct slot {
@@ -189,11 +173,10 @@ struct slot {
 struct store {
 	char name[16];
 	enum store_kind kind;
-	char path[320]; /* backing file */
-	char dev[384];	/* what dm_bdev_open() takes */
-	char sock[320], pidfile[320];
-	atomic_int pid;
-	int loopfd;
+	char path[320];	    /* backing file */
+	char dev[512];	    /* what dm_bdev_open() takes */
+	struct nbdkit *srv; /* the NBD stores' server */
+	struct tl_loop loop;
 	unsigned int lbs;
 	bool is_blk, discard_zeroes;
 	uint64_t nr_sectors;
@@ -413,7 +396,6 @@ void rotate_one(void);
 
 /* ---- nbd.c ---- */
 
-bool find_nbdkit(void);
 void setup_nbd(const char *name, enum store_kind kind);
 void nbd_event(unsigned int nr);
 

@@ -608,7 +608,7 @@ void set_doing(struct worker *w, const char *what, uint64_t id)
 
 void heartbeat(struct worker *w)
 {
-	atomic_store(&w->heartbeat, now_ns());
+	atomic_store(&w->heartbeat, tl_now_ns());
 }
 
 /* ---- submitting ---- */
@@ -862,7 +862,7 @@ static void submit(struct worker *w, struct req *r)
 		make_invalid(w, r);
 	describe_req(w, r);
 	set_doing(w, "submitting", r->id);
-	r->t_submit = now_ns();
+	r->t_submit = tl_now_ns();
 	ret = r->seed ? submit_seed(r, &bits) : submit_req(r, &bits);
 	if (r->invalid) {
 		r->ret = ret;
@@ -1025,7 +1025,7 @@ static void churn_done(unsigned long error, void *context)
 		int ret;
 
 		atomic_fetch_add(&rd->expected, 1);
-		n->t_submit = now_ns();
+		n->t_submit = tl_now_ns();
 		ret = submit_req(n, NULL);
 		if (ret) {
 			/* Only memory could refuse it here. */
@@ -1088,7 +1088,7 @@ static void churn_round(struct worker *w)
 		if (is_next)
 			continue;
 		atomic_fetch_add(&rd.expected, 1);
-		reqs[i]->t_submit = now_ns();
+		reqs[i]->t_submit = tl_now_ns();
 		if (submit_req(reqs[i], NULL))
 			fail_req(reqs[i]->id, 0, "async request refused");
 		reqs[i]->submitted = true;
@@ -1109,7 +1109,7 @@ static void churn_round(struct worker *w)
 			     atomic_load(&rd.expected));
 	} else {
 		while (atomic_load(&rd.completed) != atomic_load(&rd.expected))
-			sleep_ms(1);
+			tl_sleep_ms(1);
 		if (atomic_compare_exchange_strong(&rd.claim, &none, 1)) {
 			dm_io_client_destroy(rd.client);
 			atomic_fetch_add(&g.destroys, 1);
@@ -1164,7 +1164,7 @@ void *worker_main(void *arg)
 			if (w->inflight)
 				reap(w, true);
 			else
-				sleep_ms(1);
+				tl_sleep_ms(1);
 			heartbeat(w);
 			continue;
 		}
