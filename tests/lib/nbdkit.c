@@ -469,11 +469,7 @@ int nbdkit_restart(struct nbdkit *s, char *why, size_t size)
 	}
 	if (launch(s, why, size)) {
 		/* Reap what did not come up; the caller may try again. */
-		if (s->pid) {
-			kill(s->pid, SIGKILL);
-			tl_wait(s->pid);
-			s->pid = 0;
-		}
+		nbdkit_sigkill(s);
 		return -1;
 	}
 	return 0;
