@@ -156,6 +156,8 @@ DMIO_EXPORT struct block_device *dm_bdev_open(const char *spec,
 		goto fail;
 	}
 
+	bdev->id_dev = bdev->is_blk ? st.st_rdev : st.st_dev;
+	bdev->id_ino = bdev->is_blk ? 0 : st.st_ino;
 	if (bdev->is_blk) {
 		err = probe_blk(bdev, st.st_rdev);
 		if (err) {
@@ -232,6 +234,32 @@ DMIO_EXPORT int dm_bdev_close(struct block_device *bdev)
 		ret = -errno;
 	free(bdev);
 	return ret;
+}
+
+/* The device a fault: wrapper (or a stack of them) passes I/O on to. */
+static const struct block_device *storage(const struct block_device *bdev)
+{
+	while (bdev->fault)
+		bdev = dm_fault_inner(bdev->fault);
+	return bdev;
+}
+
+DMIO_EXPORT int dm_bdev_same(const struct block_device *a,
+			     const struct block_device *b)
+{
+	if (!a || !b)
+		return 0;
+	a = storage(a);
+	b = storage(b);
+	if (a == b)
+		return 1;
+#ifdef DMIO_HAVE_NBD
+	if (a->nbd || b->nbd)
+		return a->nbd && b->nbd &&
+		       !strcmp(dm_nbd_uri(a->nbd), dm_nbd_uri(b->nbd));
+#endif
+	return a->is_blk == b->is_blk && a->id_dev == b->id_dev &&
+	       a->id_ino == b->id_ino;
 }
 
 DMIO_EXPORT sector_t dm_bdev_nr_sectors(const struct block_device *bdev)

@@ -39,7 +39,11 @@ struct block_device {
 	atomic_bool no_zero_range; /* fallocate(ZERO_RANGE) said no: write */
 	atomic_uint inflight;	   /* chunks issued and not completed */
 	bool contig;		   /* takes one contiguous buffer per command */
-	struct dm_nbd *nbd;	   /* an NBD export: its own connections */
+	/* What the device is, to tell when two handles reach the same
+	 * storage: st_rdev of a block device, st_dev and st_ino of a file. */
+	dev_t id_dev;
+	ino_t id_ino;
+	struct dm_nbd *nbd; /* an NBD export: its own connections */
 	/* Devices with a thread of their own take their chunks here; NULL:
 	 * the client's backend does the I/O. */
 	void (*submit)(struct block_device *bdev, struct dm_chunk *c);
@@ -52,6 +56,7 @@ struct dm_nbd;
 struct block_device *dm_nbd_open(const char *uri, unsigned int flags);
 int dm_nbd_close(struct block_device *bdev);
 int dm_nbd_set_timeout(struct dm_nbd *nbd, unsigned int ms);
+const char *dm_nbd_uri(const struct dm_nbd *nbd);
 
 /* fault: devices (fault.c). */
 struct dm_fault;

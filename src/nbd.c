@@ -52,6 +52,7 @@ struct dm_nbd {
 	struct dm_chunk *backlog, **backlog_tail; /* not issued yet */
 	struct dm_chunk *done, **done_tail;	  /* handed back by libnbd */
 	uint64_t last_progress_ns;
+	char *uri; /* libnbd's normal form of the export's URI, or NULL */
 };
 
 static uint64_t now_ns(void)
@@ -505,6 +506,7 @@ static void free_nbd(struct dm_nbd *n)
 	if (n->efd >= 0)
 		close(n->efd);
 	pthread_mutex_destroy(&n->lock);
+	free(n->uri);
 	free(n);
 }
 
@@ -538,6 +540,7 @@ struct block_device *dm_nbd_open(const char *uri, unsigned int flags)
 	if (!n->h[0])
 		goto fail;
 	n->nconn = 1;
+	n->uri = nbd_get_uri(n->h[0]);
 	probe(bdev, n->h[0]);
 	/* More connections only where the server promises that they all see
 	 * the same data (multi-conn); one that fails just is not used. */
@@ -569,6 +572,12 @@ fail:
 	free(bdev);
 	errno = -err;
 	return NULL;
+}
+
+/* What the export is: two URIs spelt differently may name the same. */
+const char *dm_nbd_uri(const struct dm_nbd *n)
+{
+	return n->uri ? n->uri : n->bdev->name;
 }
 
 int dm_nbd_close(struct block_device *bdev)
