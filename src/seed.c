@@ -20,8 +20,8 @@ static pthread_once_t seed_atfork_once = PTHREAD_ONCE_INIT;
 static struct dm_io_client *seed_client;
 static unsigned long seed_pages; /* reserved by all callers together */
 /* In a child of fork(): the parent's client, never used nor freed here
- * (kept so that it is not a leak). */
-static struct dm_io_client *seed_inherited;
+ * (kept, volatile so that the store stays, so that it is not a leak). */
+static struct dm_io_client *volatile seed_inherited;
 
 /* Hold the lock across fork(), so the child's copy of the state is whole. */
 static void seed_prefork(void)

@@ -196,8 +196,13 @@ static void fork_child_uses_seed_api(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (!pid) {
+		int code;
+
 		h_pattern(buf, DM_PAGE_SIZE, 92, 0);
-		_exit(child_seed_io(child, buf, back));
+		code = child_seed_io(child, buf, back);
+		free(buf);
+		free(back);
+		_exit(code);
 	}
 	/* Meanwhile, and after, the parent goes on with its own. */
 	for (i = 0; i < 200; i++) {
