@@ -142,12 +142,16 @@ static void remove_dir(struct nbdkit *s)
 	s->dir[0] = '\0';
 }
 
-/* A private directory, named like tl_tmpdir_make()'s so that one left
- * behind by a killed process is removed by the next run. */
-static int make_dir(struct nbdkit *s)
+/* A private directory under @parent, else /dev/shm or /tmp, named like
+ * tl_tmpdir_make()'s so that one left behind by a killed process is
+ * removed by the next run. */
+static int make_dir(struct nbdkit *s, const char *parent)
 {
-	int err = tl_tmpdir_make(s->dir, sizeof(s->dir), "/dev/shm", "nbd");
+	int err;
 
+	if (parent)
+		return tl_tmpdir_make(s->dir, sizeof(s->dir), parent, "nbd");
+	err = tl_tmpdir_make(s->dir, sizeof(s->dir), "/dev/shm", "nbd");
 	if (err)
 		err = tl_tmpdir_make(s->dir, sizeof(s->dir), "/tmp", "nbd");
 	return err;
@@ -278,7 +282,7 @@ static void free_argv(struct nbdkit *s)
 static int make_argv(struct nbdkit *s, const char *user,
 		     const char *const *args, char *why, size_t size)
 {
-	char tls_psk[160];
+	char tls_psk[224];
 	const char *fixed[16];
 	unsigned int n = 0, nfixed = 0, nargs = 0, i;
 
@@ -383,8 +387,9 @@ static int launch(struct nbdkit *s, char *why, size_t size)
 	}
 }
 
-static struct nbdkit *start(const char *user, const char *log,
-			    const char *const *args, char *why, size_t size)
+static struct nbdkit *start(const char *user, const char *parent,
+			    const char *log, const char *const *args, char *why,
+			    size_t size)
 {
 	struct nbdkit *s;
 	unsigned int slot;
@@ -404,7 +409,7 @@ static struct nbdkit *start(const char *user, const char *log,
 		snprintf(why, size, "out of memory");
 		return NULL;
 	}
-	err = make_dir(s);
+	err = make_dir(s, parent);
 	if (err) {
 		snprintf(why, size, "mkdtemp: %s", strerror(-err));
 		free(s);
@@ -445,19 +450,20 @@ fail:
 
 struct nbdkit *nbdkit_start(const char *const *args, char *why, size_t size)
 {
-	return start(NULL, NULL, args, why, size);
+	return start(NULL, NULL, NULL, args, why, size);
 }
 
 struct nbdkit *nbdkit_start_tls(const char *user, const char *const *args,
 				char *why, size_t size)
 {
-	return start(user, NULL, args, why, size);
+	return start(user, NULL, NULL, args, why, size);
 }
 
-struct nbdkit *nbdkit_start_logged(const char *log, const char *const *args,
-				   char *why, size_t size)
+struct nbdkit *nbdkit_start_logged(const char *parent, const char *log,
+				   const char *const *args, char *why,
+				   size_t size)
 {
-	return start(NULL, log, args, why, size);
+	return start(NULL, parent, log, args, why, size);
 }
 
 int nbdkit_restart(struct nbdkit *s, char *why, size_t size)
