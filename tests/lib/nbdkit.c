@@ -481,12 +481,20 @@ int nbdkit_restart(struct nbdkit *s, char *why, size_t size)
 	return 0;
 }
 
-int nbdkit_sigkill(struct nbdkit *s)
+/* @sig to the server, if it still runs: 0 or -errno. */
+static int signal_server(struct nbdkit *s, int sig)
 {
 	if (!s->pid)
 		return -ESRCH;
-	if (kill(s->pid, SIGKILL) < 0)
-		return -errno;
+	return kill(s->pid, sig) < 0 ? -errno : 0;
+}
+
+int nbdkit_sigkill(struct nbdkit *s)
+{
+	int err = signal_server(s, SIGKILL);
+
+	if (err)
+		return err;
 	tl_wait(s->pid);
 	s->pid = 0;
 	s->stopped = false;
@@ -495,13 +503,11 @@ int nbdkit_sigkill(struct nbdkit *s)
 
 int nbdkit_sigstop(struct nbdkit *s)
 {
-	int status;
+	int status, err = signal_server(s, SIGSTOP);
 	pid_t r;
 
-	if (!s->pid)
-		return -ESRCH;
-	if (kill(s->pid, SIGSTOP) < 0)
-		return -errno;
+	if (err)
+		return err;
 	s->stopped = true;
 	/* Returns once every thread of it has stopped. */
 	do
@@ -519,10 +525,10 @@ int nbdkit_sigstop(struct nbdkit *s)
 
 int nbdkit_sigcont(struct nbdkit *s)
 {
-	if (!s->pid)
-		return -ESRCH;
-	if (kill(s->pid, SIGCONT) < 0)
-		return -errno;
+	int err = signal_server(s, SIGCONT);
+
+	if (err)
+		return err;
 	s->stopped = false;
 	return 0;
 }
