@@ -63,7 +63,7 @@ enum long_option {
 };
 
 /* dmio.c: messages in the name of the command being run, and options. */
-extern volatile sig_atomic_t interrupted; /* set by demo's signal handler */
+extern volatile sig_atomic_t interrupted; /* the signal catch_signals() caught */
 
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

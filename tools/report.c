@@ -62,8 +62,10 @@ const char *copy_result(const struct target *t, char *buf, size_t len)
 
 const char *verify_result(const struct target *t, char *buf, size_t len)
 {
-	if (t->err)
-		return copy_result(t, buf, len);
+	if (t->err) {
+		snprintf(buf, len, "FAILED: %s", error_text(t->err));
+		return buf;
+	}
 	if (!t->differs)
 		return "same";
 	snprintf(buf, len, "differs at sector %llu%s%s%s",
