@@ -141,7 +141,10 @@ static void trace(struct dm_io_client *client, enum dm_trace_event ev,
  * (fault: devices, NBD exports), or the client's backend. */
 void dm_submit(struct dm_io_client *client, struct dm_chunk *head)
 {
-	struct dm_chunk *local = NULL, **tail = &local, *c, *next;
+	struct dm_chunk_queue local;
+	struct dm_chunk *c, *next;
+
+	dm_cq_init(&local);
 
 	/* The chunks may complete, and their request, and the client be
 	 * destroyed, before the backend's submit returns: destroy waits for
@@ -151,15 +154,13 @@ void dm_submit(struct dm_io_client *client, struct dm_chunk *head)
 		next = c->next;
 		trace(client, DM_TRACE_SUBMIT, c, 0);
 		c->next = NULL;
-		if (c->bdev && c->bdev->submit) {
+		if (c->bdev && c->bdev->submit)
 			c->bdev->submit(c->bdev, c);
-		} else {
-			*tail = c;
-			tail = &c->next;
-		}
+		else
+			dm_cq_push(&local, c);
 	}
-	if (local)
-		client->be->ops->submit(client->be, local);
+	if (!dm_cq_empty(&local))
+		client->be->ops->submit(client->be, local.head);
 	atomic_fetch_sub_explicit(&client->submitting, 1, memory_order_release);
 }
 
@@ -661,17 +662,17 @@ static struct dm_chunk *new_chunk(struct dm_io *io, struct block_device *bdev,
 static struct dm_chunk *build_chunks(struct dm_io *io, const struct plan *pl,
 				     const struct io_region *where)
 {
-	struct dm_chunk *head = NULL, **tail = &head, *c;
-	struct dm_chunk **dep_tail[DM_IO_MAX_REGIONS];
+	struct dm_chunk_queue out, deps[DM_IO_MAX_REGIONS];
+	struct dm_chunk *flush[DM_IO_MAX_REGIONS], *c;
 	unsigned int p, i;
 
+	dm_cq_init(&out);
 	for (i = 0; i < io->nr_regions; i++) {
 		if (!pl->flush[i])
 			continue;
-		c = new_chunk(io, where[i].bdev, i, DM_CHUNK_FLUSH);
-		*tail = c;
-		tail = &c->next;
-		dep_tail[i] = &c->deps;
+		flush[i] = new_chunk(io, where[i].bdev, i, DM_CHUNK_FLUSH);
+		dm_cq_push(&out, flush[i]);
+		dm_cq_init(&deps[i]);
 	}
 	/* Part-major, so that every leg of a mirror makes progress at once. */
 	for (p = 0; p < pl->max_parts; p++) {
@@ -702,22 +703,19 @@ static struct dm_chunk *build_chunks(struct dm_io *io, const struct plan *pl,
 			}
 			if (pl->flags & DM_IO_FUA)
 				c->flags |= DM_CHUNK_FUA;
-			if (pl->flush[i]) {
-				*dep_tail[i] = c;
-				dep_tail[i] = &c->next;
-			} else {
-				*tail = c;
-				tail = &c->next;
-			}
+			dm_cq_push(pl->flush[i] ? &deps[i] : &out, c);
 		}
 	}
+	for (i = 0; i < io->nr_regions; i++)
+		if (pl->flush[i])
+			flush[i]->deps = deps[i].head;
 	if (!io->nr_chunks) {
 		/* Nothing to issue: a no-op still completes the request on
 		 * the completion thread, like any other. */
-		head = new_chunk(io, NULL, 0, DM_CHUNK_NOP);
+		dm_cq_push(&out, new_chunk(io, NULL, 0, DM_CHUNK_NOP));
 	}
 	atomic_init(&io->pending, io->nr_chunks);
-	return head;
+	return out.head;
 }
 
 static void fill_bounces(struct dm_io *io)

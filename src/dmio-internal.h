@@ -149,6 +149,68 @@ struct dm_chunk {
 	uint64_t be_time;
 };
 
+/* A FIFO of chunks linked through ->next: every backend and device queue. */
+struct dm_chunk_queue {
+	struct dm_chunk *head, **tail;
+};
+
+static inline void dm_cq_init(struct dm_chunk_queue *q)
+{
+	q->head = NULL;
+	q->tail = &q->head;
+}
+
+static inline bool dm_cq_empty(const struct dm_chunk_queue *q)
+{
+	return !q->head;
+}
+
+static inline void dm_cq_push(struct dm_chunk_queue *q, struct dm_chunk *c)
+{
+	c->next = NULL;
+	*q->tail = c;
+	q->tail = &c->next;
+}
+
+/* Append a NULL-terminated list; returns how many chunks it held. */
+static inline unsigned int dm_cq_splice(struct dm_chunk_queue *q,
+					struct dm_chunk *list)
+{
+	unsigned int n = 0;
+
+	*q->tail = list;
+	for (; list; list = list->next) {
+		q->tail = &list->next;
+		n++;
+	}
+	return n;
+}
+
+/* Move all of @from to the end of @q, leaving @from empty. */
+static inline void dm_cq_move(struct dm_chunk_queue *q,
+			      struct dm_chunk_queue *from)
+{
+	if (from->head) {
+		*q->tail = from->head;
+		q->tail = from->tail;
+	}
+	dm_cq_init(from);
+}
+
+/* Take the first chunk, or NULL. */
+static inline struct dm_chunk *dm_cq_pop(struct dm_chunk_queue *q)
+{
+	struct dm_chunk *c = q->head;
+
+	if (c) {
+		q->head = c->next;
+		if (!q->head)
+			q->tail = &q->head;
+		c->next = NULL;
+	}
+	return c;
+}
+
 struct dm_sync_wait {
 	atomic_uint done; /* futex word */
 	unsigned long bits;

@@ -50,7 +50,7 @@ struct dm_fault {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct dm_chunk *queue, **tail;
+	struct dm_chunk_queue queue;
 	bool stop;
 	bool self_close; /* closed from a callback on its own thread */
 };
@@ -314,7 +314,7 @@ static void *fault_thread(void *arg)
 
 	pthread_mutex_lock(&f->lock);
 	for (;;) {
-		struct dm_chunk *c = f->queue;
+		struct dm_chunk *c = f->queue.head;
 		uint64_t now;
 
 		if (!c) {
@@ -335,11 +335,8 @@ static void *fault_thread(void *arg)
 			pthread_cond_timedwait(&f->cond, &f->lock, &ts);
 			continue;
 		}
-		f->queue = c->next;
-		if (!f->queue)
-			f->tail = &f->queue;
+		dm_cq_pop(&f->queue);
 		pthread_mutex_unlock(&f->lock);
-		c->next = NULL;
 		handle(f, c);
 		pthread_mutex_lock(&f->lock);
 		if (f->self_close) {
@@ -358,10 +355,8 @@ static void *fault_thread(void *arg)
 static void fault_queue(struct dm_fault *f, struct dm_chunk *c)
 {
 	c->be_time = now_ns();
-	c->next = NULL;
 	pthread_mutex_lock(&f->lock);
-	*f->tail = c;
-	f->tail = &c->next;
+	dm_cq_push(&f->queue, c);
 	pthread_cond_signal(&f->cond);
 	pthread_mutex_unlock(&f->lock);
 }
@@ -401,7 +396,7 @@ struct block_device *dm_fault_open(const char *spec, unsigned int flags)
 	if (!f)
 		return NULL;
 	f->err = EIO;
-	f->tail = &f->queue;
+	dm_cq_init(&f->queue);
 	atomic_init(&f->seen, 0);
 	for (k = opts; sep && k < sep;) {
 		const char *end = memchr(k, ',', (size_t)(sep - k));

@@ -38,8 +38,8 @@ struct dm_nbd {
 	pthread_t thread;
 	int efd; /* wakes the thread: work queued, or stop */
 	pthread_mutex_t lock;
-	struct dm_chunk *queue, **queue_tail; /* under lock */
-	bool stop;			      /* under lock */
+	struct dm_chunk_queue queue; /* under lock */
+	bool stop;		     /* under lock */
 	bool self_close;	/* closed from a callback on its own thread */
 	atomic_int dead;	/* what killed the export */
 	atomic_uint timeout_ms; /* 0: wait for ever */
@@ -49,8 +49,8 @@ struct dm_nbd {
 	struct nbd_handle *h[NBD_MAX_CONN];
 	unsigned int inflight[NBD_MAX_CONN];
 	unsigned int nconn, total_inflight;
-	struct dm_chunk *backlog, **backlog_tail; /* not issued yet */
-	struct dm_chunk *done, **done_tail;	  /* handed back by libnbd */
+	struct dm_chunk_queue backlog; /* not issued yet */
+	struct dm_chunk_queue done;    /* handed back by libnbd */
 	uint64_t last_progress_ns;
 };
 
@@ -60,13 +60,6 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void append(struct dm_chunk ***tail, struct dm_chunk *c)
-{
-	c->next = NULL;
-	**tail = c;
-	*tail = &c->next;
 }
 
 /* ---- libnbd's callbacks (on the thread, inside libnbd calls) ---- */
@@ -84,7 +77,7 @@ static void cmd_free(void *user_data)
 	struct dm_chunk *c = user_data;
 	struct dm_nbd *n = c->bdev->nbd;
 
-	append(&n->done_tail, c);
+	dm_cq_push(&n->done, c);
 }
 
 /* ---- issuing ---- */
@@ -170,22 +163,20 @@ static void fail_now(struct dm_nbd *n, struct dm_chunk *c, int err)
 {
 	c->be_res = err;
 	c->be_conn = UINT_MAX; /* never issued */
-	append(&n->done_tail, c);
+	dm_cq_push(&n->done, c);
 }
 
 static void issue_backlog(struct dm_nbd *n)
 {
 	int dead = atomic_load(&n->dead);
 
-	while (n->backlog) {
-		struct dm_chunk *c = n->backlog;
+	while (!dm_cq_empty(&n->backlog)) {
 		int conn = dead ? -1 : pick_conn(n);
+		struct dm_chunk *c;
 
 		if (!dead && conn < 0)
 			break;
-		n->backlog = c->next;
-		if (!n->backlog)
-			n->backlog_tail = &n->backlog;
+		c = dm_cq_pop(&n->backlog);
 		if (dead)
 			fail_now(n, c, dead);
 		else
@@ -223,13 +214,11 @@ static int connection_errno(int err)
 
 static void finish_done(struct dm_nbd *n)
 {
-	while (n->done) {
-		struct dm_chunk *c = n->done;
+	struct dm_chunk *c;
+
+	while ((c = dm_cq_pop(&n->done))) {
 		int res = c->be_res;
 
-		n->done = c->next;
-		if (!n->done)
-			n->done_tail = &n->done;
 		if (c->be_conn != UINT_MAX) {
 			n->inflight[c->be_conn]--;
 			n->total_inflight--;
@@ -256,14 +245,14 @@ static void finish_done(struct dm_nbd *n)
 			    n->can_flush) {
 				c->flags |= DM_CHUNK_FUA_FLUSH;
 				c->op = DM_CHUNK_FLUSH;
-				append(&n->backlog_tail, c);
+				dm_cq_push(&n->backlog, c);
 				continue;
 			}
 		}
 
 		dm_current_cb_client = c->io->client;
 		if (dm_chunk_done(c, res))
-			append(&n->backlog_tail, c);
+			dm_cq_push(&n->backlog, c);
 		dm_current_cb_client = NULL;
 	}
 }
@@ -272,20 +261,10 @@ static void finish_done(struct dm_nbd *n)
 
 static void take_queue(struct dm_nbd *n, bool *stop)
 {
-	struct dm_chunk *list;
-
 	pthread_mutex_lock(&n->lock);
-	list = n->queue;
-	n->queue = NULL;
-	n->queue_tail = &n->queue;
+	dm_cq_move(&n->backlog, &n->queue);
 	*stop = n->stop;
 	pthread_mutex_unlock(&n->lock);
-	if (list) {
-		*n->backlog_tail = list;
-		while (list->next)
-			list = list->next;
-		n->backlog_tail = &list->next;
-	}
 }
 
 static int poll_timeout(const struct dm_nbd *n)
@@ -331,9 +310,10 @@ static void *nbd_thread(void *arg)
 			free(bdev);
 			return NULL;
 		}
-		if (n->done || (n->backlog && pick_conn(n) >= 0))
+		if (!dm_cq_empty(&n->done) ||
+		    (!dm_cq_empty(&n->backlog) && pick_conn(n) >= 0))
 			continue;
-		if (stop && !n->total_inflight && !n->backlog)
+		if (stop && !n->total_inflight && dm_cq_empty(&n->backlog))
 			break;
 
 		pfd[0] = (struct pollfd){.fd = n->efd, .events = POLLIN};
@@ -386,10 +366,7 @@ static void nbd_submit(struct block_device *bdev, struct dm_chunk *head)
 	 * complete and the export be closed from their callback, so nothing
 	 * here may touch it after unlocking. */
 	pthread_mutex_lock(&n->lock);
-	*n->queue_tail = head;
-	while (head->next)
-		head = head->next;
-	n->queue_tail = &head->next;
+	dm_cq_splice(&n->queue, head);
 	if (write(n->efd, &one, sizeof(one)) < 0)
 		one = 0; /* the counter is saturated: the thread is awake */
 	pthread_mutex_unlock(&n->lock);
@@ -525,9 +502,9 @@ struct block_device *dm_nbd_open(const char *uri, unsigned int flags)
 	bdev->nbd = n;
 	bdev->submit = nbd_submit;
 	n->bdev = bdev;
-	n->queue_tail = &n->queue;
-	n->backlog_tail = &n->backlog;
-	n->done_tail = &n->done;
+	dm_cq_init(&n->queue);
+	dm_cq_init(&n->backlog);
+	dm_cq_init(&n->done);
 	n->efd = -1;
 	atomic_init(&n->timeout_ms, NBD_DEFAULT_TIMEOUT_MS);
 	atomic_init(&n->dead, 0);

@@ -73,7 +73,7 @@ struct dm_threads {
 	struct dm_backend be;
 	pthread_mutex_t lock;
 	pthread_cond_t work;
-	struct dm_chunk *head, **tail;
+	struct dm_chunk_queue queue;
 	bool stop;
 	unsigned int nr_threads;
 	pthread_t threads[];
@@ -91,14 +91,11 @@ static void *worker(void *arg)
 	for (;;) {
 		struct dm_chunk *c;
 
-		while (!t->head && !t->stop)
+		while (dm_cq_empty(&t->queue) && !t->stop)
 			pthread_cond_wait(&t->work, &t->lock);
-		c = t->head;
+		c = dm_cq_pop(&t->queue);
 		if (!c)
 			break;
-		t->head = c->next;
-		if (!t->head)
-			t->tail = &t->head;
 		pthread_mutex_unlock(&t->lock);
 
 		/* I/O priority belongs to the thread that issues the I/O. */
@@ -117,14 +114,10 @@ static void *worker(void *arg)
 static void threads_submit(struct dm_backend *be, struct dm_chunk *head)
 {
 	struct dm_threads *t = to_threads(be);
-	unsigned int n = 0;
+	unsigned int n;
 
 	pthread_mutex_lock(&t->lock);
-	*t->tail = head;
-	for (; head; head = head->next) {
-		t->tail = &head->next;
-		n++;
-	}
+	n = dm_cq_splice(&t->queue, head);
 	if (n == 1)
 		pthread_cond_signal(&t->work);
 	else
@@ -174,7 +167,7 @@ struct dm_backend *dm_threads_create(struct dm_io_client *client,
 	}
 	t->be.ops = &threads_ops;
 	t->be.client = client;
-	t->tail = &t->head;
+	dm_cq_init(&t->queue);
 	t->nr_threads = nr_threads;
 	if (pthread_mutex_init(&t->lock, NULL)) {
 		free(t);
