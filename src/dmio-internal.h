@@ -297,6 +297,6 @@ void dm_client_set_trace(struct dm_io_client *client, dm_trace_fn fn,
 void dm_submit(struct dm_io_client *client, struct dm_chunk *head);
 bool dm_chunk_done(struct dm_chunk *chunk, int res);
 int dm_chunk_iov(struct dm_chunk *chunk, const struct iovec **iov);
-void dm_chunk_exec(struct dm_chunk *chunk);
+void dm_chunk_exec(struct dm_chunk *chunk); /* exec.c */
 
 #endif /* DMIO_INTERNAL_H */
