@@ -63,14 +63,17 @@ static void client_request_done(struct dm_io_client *client)
 	}
 }
 
-static void free_io(struct dm_io *io)
+/* @undo: the request never went out (its allocation failed half-way). */
+static void free_io(struct dm_io *io, bool undo)
 {
+	void (*release)(struct dm_pool *, void *, size_t) =
+		undo ? dm_pool_unalloc : dm_pool_free;
 	struct dm_pool *pool = &io->client->pool;
 	unsigned int i;
 
 	for (i = 0; i < io->nr_pieces; i++)
-		dm_pool_free(pool, io->pieces[i].bounce, io->pieces[i].len);
-	dm_pool_free(pool, io, io->alloc_size);
+		release(pool, io->pieces[i].bounce, io->pieces[i].len);
+	release(pool, io, io->alloc_size);
 }
 
 /* The last chunk is done: report, free, then notify, so that the callback
@@ -87,7 +90,7 @@ static void io_end(struct dm_io *io)
 	if (io->out_errors)
 		for (i = 0; i < io->nr_regions; i++)
 			io->out_errors[i] = atomic_load(&io->errs[i]);
-	free_io(io);
+	free_io(io, false);
 	if (waiter) {
 		client_request_done(client);
 		sync_wake(waiter, bits);
@@ -625,7 +628,7 @@ static struct dm_io *alloc_io(struct dm_io_client *client,
 				dm_pool_alloc(&client->pool, pieces[p].len);
 			io->nr_pieces = sh.first_piece + p + 1;
 			if (!pieces[p].bounce) {
-				free_io(io);
+				free_io(io, true);
 				return NULL;
 			}
 		}
@@ -784,7 +787,8 @@ DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
 			break;
 		/* Beyond the reservation and out of heap: wait for I/O in
 		 * flight to give memory back, unless we are the thread that
-		 * would have to complete it. */
+		 * would have to complete it, or there is none (what we just
+		 * gave back ourselves does not count as news). */
 		if (dm_current_cb_client || dm_pool_wait(&client->pool, gen))
 			return -ENOMEM;
 	}

@@ -84,8 +84,8 @@ struct dm_arena;
 struct dm_pool {
 	pthread_spinlock_t spin; /* the arenas */
 	struct dm_arena *arenas;
-	atomic_ulong gen;     /* bumped by every free and reservation */
-	atomic_long live;     /* blocks handed out */
+	atomic_ulong gen; /* bumped by frees of I/O's memory, reservations */
+	atomic_long live; /* blocks handed out */
 	atomic_ulong waiters; /* callers in dm_pool_wait() */
 	pthread_mutex_t lock; /* for those waiters only */
 	pthread_cond_t freed; /* somebody gave memory back */
@@ -96,6 +96,9 @@ void dm_pool_destroy(struct dm_pool *pool);
 int dm_pool_reserve(struct dm_pool *pool, unsigned int nr_pages);
 void *dm_pool_alloc(struct dm_pool *pool, size_t size);
 void dm_pool_free(struct dm_pool *pool, void *p, size_t size);
+/* dm_pool_free() of a block that never carried I/O (an allocation undone):
+ * waiters are not told to try again, since nothing really came back. */
+void dm_pool_unalloc(struct dm_pool *pool, void *p, size_t size);
 unsigned long dm_pool_gen(struct dm_pool *pool);
 int dm_pool_wait(struct dm_pool *pool, unsigned long gen);
 

@@ -17,8 +17,10 @@
 
 #define MIN_ORDER 6  /* 64-byte blocks */
 #define MAX_ORDER 22 /* 4 MiB: larger requests come from the heap */
-/* Metadata and bounce space reserved per page of I/O. */
-#define ARENA_BYTES_PER_PAGE (DM_PAGE_SIZE + 1024)
+/* Metadata and bounce space reserved per page of I/O.  A bounce buffer is
+ * one buddy block, its size rounded up to a power of two: n pages of
+ * bounces may take up to 2n pages of arena, so that is what we map. */
+#define ARENA_BYTES_PER_PAGE (2 * DM_PAGE_SIZE + 1024)
 /* 4 GiB of I/O in flight: more is a caller's mistake, not a plan. */
 #define MAX_RESERVE_PAGES (1u << 20)
 
@@ -177,10 +179,14 @@ void dm_pool_destroy(struct dm_pool *pool)
 	pthread_spin_destroy(&pool->spin);
 }
 
-/* Memory came back: wake whoever waits for it (rarely anyone). */
-static void pool_returned(struct dm_pool *pool)
+/* Memory came back: wake whoever waits for it (rarely anyone).  @news:
+ * it was held by I/O in flight, so a waiter should try again; a request
+ * that gives back its own half-made allocation is no news, but waiters
+ * must still look whether anything is left in flight at all. */
+static void pool_returned(struct dm_pool *pool, bool news)
 {
-	atomic_fetch_add(&pool->gen, 1);
+	if (news)
+		atomic_fetch_add(&pool->gen, 1);
 	if (atomic_load(&pool->waiters)) {
 		pthread_mutex_lock(&pool->lock);
 		pthread_cond_broadcast(&pool->freed);
@@ -201,7 +207,7 @@ int dm_pool_reserve(struct dm_pool *pool, unsigned int nr_pages)
 	a->next = pool->arenas;
 	pool->arenas = a;
 	pthread_spin_unlock(&pool->spin);
-	pool_returned(pool);
+	pool_returned(pool, true);
 	return 0;
 }
 
@@ -230,12 +236,10 @@ void *dm_pool_alloc(struct dm_pool *pool, size_t size)
 	return p;
 }
 
-void dm_pool_free(struct dm_pool *pool, void *p, size_t size)
+static void pool_release(struct dm_pool *pool, void *p, size_t size)
 {
 	struct dm_arena *a;
 
-	if (!p)
-		return;
 	pthread_spin_lock(&pool->spin);
 	for (a = pool->arenas; a; a = a->next)
 		if ((char *)p >= a->base && (char *)p < a->base + a->size)
@@ -246,7 +250,22 @@ void dm_pool_free(struct dm_pool *pool, void *p, size_t size)
 	if (!a)
 		free(p);
 	atomic_fetch_sub_explicit(&pool->live, 1, memory_order_relaxed);
-	pool_returned(pool);
+}
+
+void dm_pool_free(struct dm_pool *pool, void *p, size_t size)
+{
+	if (!p)
+		return;
+	pool_release(pool, p, size);
+	pool_returned(pool, true);
+}
+
+void dm_pool_unalloc(struct dm_pool *pool, void *p, size_t size)
+{
+	if (!p)
+		return;
+	pool_release(pool, p, size);
+	pool_returned(pool, false);
 }
 
 unsigned long dm_pool_gen(struct dm_pool *pool)

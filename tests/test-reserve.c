@@ -10,8 +10,10 @@
  * it records, disarms, then checks.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -416,7 +418,7 @@ static void stray_cb(unsigned long error, void *context)
 static void beyond_reservation_failing_malloc_is_enomem_no_io(void **state)
 {
 	struct h_env *env = h_env(state);
-	const size_t len = 2 * MiB;
+	const size_t len = 4 * MiB;
 	struct io_region where[DM_IO_MAX_REGIONS];
 	struct h_dev *dev[NDEV];
 	char *data = h_alloc_aligned(len);
@@ -432,7 +434,7 @@ static void beyond_reservation_failing_malloc_is_enomem_no_io(void **state)
 					      0, len >> 9};
 	h_pattern(data, len, 6, 0);
 	atomic_store(&stray, 0);
-	/* One page reserved; 64 regions of 2 MiB need far more bookkeeping
+	/* One page reserved; 64 regions of 4 MiB need far more bookkeeping
 	 * than that, and the heap says no. */
 	h_seed_get(env, 1);
 	arm();
@@ -453,6 +455,121 @@ static void beyond_reservation_failing_malloc_is_enomem_no_io(void **state)
 	free(data);
 }
 
+/* A request that spins or hangs must fail the program, not stall the
+ * suite: nothing here allocates, as the allocators may be armed. */
+static void hung(int sig)
+{
+	static const char msg[] = "FAIL: the I/O neither completed nor "
+				  "returned within 10 s\n";
+
+	(void)sig;
+	if (write(2, msg, sizeof(msg) - 1) < 0)
+		_exit(1);
+	_exit(1);
+}
+
+static void watchdog(unsigned int seconds)
+{
+	signal(SIGALRM, hung);
+	alarm(seconds);
+}
+
+/* Bounces beyond the reservation with the heap failing: nothing is in
+ * flight that could give memory back, so -ENOMEM at once (and no
+ * callback), not a retry loop. */
+static void beyond_reservation_bounce_failing_heap_is_enomem(void **state)
+{
+	struct h_env *env = h_env(state);
+	const size_t small = 64 * KiB, big = 4 * MiB;
+	struct dm_io_client *client = dm_io_client_create();
+	struct dm_io_request req = {.bi_opf = DM_IO_OP_WRITE, .client = client};
+	struct h_dev *dev = h_loop_new(env, 8 * MiB, 40, 512);
+	struct io_region where = {h_open(env, dev, 0), 0, small >> 9};
+	char *buf = h_alloc_aligned(big + DM_PAGE_SIZE);
+	int ret[4];
+	unsigned long calls;
+
+	assert_non_null(client);
+	h_pattern(buf, big + 1, 7, 0);
+	atomic_store(&stray, 0);
+	h_seed_get(env, 1);
+	req.mem =
+		(struct dm_io_memory){.type = DM_IO_KMEM, .ptr.addr = buf + 1};
+	watchdog(10);
+	arm();
+	ret[0] = dm_io_sync_vm(1, &where, DM_IO_WRITE, buf + 1, NULL);
+	ret[1] =
+		dm_io_async_vm(1, &where, DM_IO_WRITE, buf + 1, stray_cb, NULL);
+	where.count = big >> 9;
+	ret[2] = dm_io(&req, 1, &where, NULL);
+	req.notify = (struct dm_io_notify){stray_cb, NULL};
+	ret[3] = dm_io(&req, 1, &where, NULL);
+	calls = disarm();
+	alarm(0);
+
+	assert_true(calls > 0);
+	assert_int_equal(ret[0], -ENOMEM);
+	assert_int_equal(ret[1], -ENOMEM);
+	assert_int_equal(ret[2], -ENOMEM);
+	assert_int_equal(ret[3], -ENOMEM);
+	dm_io_client_destroy(client);
+	h_seed_put(env, 1);
+	assert_int_equal(atomic_load(&stray), 0);
+	h_expect_untouched(dev);
+	free(buf);
+}
+
+/* dm_io_get(n), then one unaligned O_DIRECT write and read of n pages:
+ * the bounce pages are part of the reservation too. */
+static void bounce_of_whole_reservation_never_allocates(void **state)
+{
+	static const unsigned int sizes[] = {1, 3, 5, 16};
+	struct h_env *env = h_env(state);
+	struct h_dev *dev = h_loop_new(env, 1 * MiB, 41, 512);
+	struct io_region where = {h_open(env, dev, 0), 8, 0};
+	char *wbuf = h_alloc_aligned(64 * KiB + DM_PAGE_SIZE);
+	char *rbuf = h_alloc_aligned(64 * KiB + DM_PAGE_SIZE);
+	unsigned long calls;
+	unsigned int i;
+	int ret[3];
+
+	for (i = 0; i < H_NR(sizes); i++) {
+		size_t len = sizes[i] * DM_PAGE_SIZE;
+		struct cb_rec cb;
+
+		atomic_init(&cb.n, 0);
+		atomic_init(&cb.bits, 0);
+		where.count = len >> 9;
+		h_pattern(wbuf + 5, len, 50 + i, 0);
+		memset(rbuf, 0, len + 9);
+		h_seed_get(env, sizes[i]);
+		watchdog(10);
+		arm();
+		ret[0] = dm_io_sync_vm(1, &where, DM_IO_WRITE, wbuf + 5, NULL);
+		ret[1] = dm_io_sync_vm(1, &where, DM_IO_READ, rbuf + 9, NULL);
+		ret[2] = dm_io_async_vm(1, &where, DM_IO_WRITE, wbuf + 5,
+					rec_cb, &cb);
+		if (!ret[2])
+			h_wait_count(&cb.n, 1, 10000);
+		calls = disarm();
+		alarm(0);
+		h_seed_put(env, sizes[i]);
+
+		if (calls || ret[0] || ret[1] || ret[2])
+			fail_msg("dm_io_get(%u), %u-page bounced I/O: "
+				 "returned %d %d %d, %lu allocator calls",
+				 sizes[i], sizes[i], ret[0], ret[1], ret[2],
+				 calls);
+		assert_int_equal(atomic_load(&cb.n), 1);
+		assert_int_equal(atomic_load(&cb.bits), 0);
+		assert_int_equal(h_pattern_mismatch(rbuf + 9, len, 50 + i, 0),
+				 -1);
+		h_expect_pattern(dev, 8 * 512, len, 50 + i, 0);
+	}
+	free(wbuf);
+	free(rbuf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest file_tests[] = {
@@ -468,6 +585,8 @@ int main(void)
 		R_TEST(bounced_io_within_reservation_never_allocates),
 		R_TEST(client_reservation_small_io_never_allocates),
 		R_TEST(beyond_reservation_failing_malloc_is_enomem_no_io),
+		R_TEST(beyond_reservation_bounce_failing_heap_is_enomem),
+		R_TEST(bounce_of_whole_reservation_never_allocates),
 	};
 
 	h_group_seed_pages = 0;
