@@ -203,13 +203,10 @@ static void chunk_end(struct dm_chunk *c, int err)
 		io_end(io);
 }
 
-/*
- * A backend reports @res (bytes, 0 for a data-less op, or -errno) for a
- * chunk.  Returns true when the chunk must be submitted again (a short
- * transfer, an interrupted call, a write-zeroes turned into writes); the
- * chunk has then not ended.
- */
-bool dm_chunk_done(struct dm_chunk *c, int res)
+/* Returns true when the chunk must be submitted again (a short transfer,
+ * an interrupted call, a write-zeroes turned into writes); the chunk has
+ * then not ended. */
+static bool chunk_done(struct dm_chunk *c, int res)
 {
 	switch (c->op) {
 	case DM_CHUNK_READ:
@@ -248,6 +245,19 @@ bool dm_chunk_done(struct dm_chunk *c, int res)
 		return true;
 	chunk_end(c, res);
 	return false;
+}
+
+void dm_chunk_complete(struct dm_chunk *c, int res,
+		       struct dm_chunk_queue *again)
+{
+	struct dm_io_client *prev = dm_current_cb_client;
+
+	/* The callbacks this may run see their client's flag, whichever
+	 * thread runs them. */
+	dm_current_cb_client = c->io->client;
+	if (chunk_done(c, res))
+		dm_cq_push(again, c);
+	dm_current_cb_client = prev;
 }
 
 /* The iovecs for what is left of a chunk. */

@@ -246,7 +246,7 @@ struct dm_backend_ops {
 	const char *name;
 	/* Queue a list of chunks (linked by ->next).  Never waits for I/O to
 	 * complete, so callbacks may submit.  Completion is reported through
-	 * dm_chunk_done() on a thread the backend owns. */
+	 * dm_chunk_complete() on a thread the backend owns. */
 	void (*submit)(struct dm_backend *be, struct dm_chunk *head);
 	/* Stop the backend's threads and free it; nothing is in flight. */
 	void (*destroy)(struct dm_backend *be);
@@ -298,7 +298,15 @@ void dm_client_set_trace(struct dm_io_client *client, dm_trace_fn fn,
 
 /* Engine entry points for backends. */
 void dm_submit(struct dm_io_client *client, struct dm_chunk *head);
-bool dm_chunk_done(struct dm_chunk *chunk, int res);
+/*
+ * The one way a backend or device reports @res (bytes, 0 for a data-less
+ * op, or -errno) for a chunk.  The completion, and any callback it runs,
+ * runs with dm_current_cb_client set to the chunk's client.  A chunk that
+ * must go again (a short transfer, an interrupted call, a write-zeroes
+ * turned into writes) is put on @again, for the caller to resubmit.
+ */
+void dm_chunk_complete(struct dm_chunk *chunk, int res,
+		       struct dm_chunk_queue *again);
 int dm_chunk_iov(struct dm_chunk *chunk, const struct iovec **iov);
 void dm_chunk_exec(struct dm_chunk *chunk); /* exec.c */
 

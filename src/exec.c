@@ -62,6 +62,10 @@ static int chunk_syscall(struct dm_chunk *c)
 /* Run a chunk to its end on this thread. */
 void dm_chunk_exec(struct dm_chunk *c)
 {
-	while (dm_chunk_done(c, chunk_syscall(c)))
-		;
+	struct dm_chunk_queue again;
+
+	dm_cq_init(&again);
+	do
+		dm_chunk_complete(c, chunk_syscall(c), &again);
+	while ((c = dm_cq_pop(&again)));
 }

@@ -282,6 +282,7 @@ static void handle(struct dm_fault *f, struct dm_chunk *c)
 {
 	const struct rule *r = match(f, c);
 	struct dm_io_client *client = c->io->client;
+	struct dm_chunk_queue again;
 	int res;
 
 	if (!r) {
@@ -300,10 +301,11 @@ static void handle(struct dm_fault *f, struct dm_chunk *c)
 		    (c->op == DM_CHUNK_WRITE || c->op == DM_CHUNK_ZERO_WRITE))
 			res = (int)(c->len - c->done);
 	}
-	dm_current_cb_client = client;
-	if (dm_chunk_done(c, res))
+	dm_cq_init(&again);
+	dm_chunk_complete(c, res, &again);
+	c = dm_cq_pop(&again);
+	if (c)
 		fault_queue(f, c); /* once more through the rules */
-	dm_current_cb_client = NULL;
 }
 
 static int free_fault(struct dm_fault *f);

@@ -250,10 +250,7 @@ static void finish_done(struct dm_nbd *n)
 			}
 		}
 
-		dm_current_cb_client = c->io->client;
-		if (dm_chunk_done(c, res))
-			dm_cq_push(&n->backlog, c);
-		dm_current_cb_client = NULL;
+		dm_chunk_complete(c, res, &n->backlog);
 	}
 }
 

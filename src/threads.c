@@ -29,7 +29,6 @@ static void *worker(void *arg)
 	struct dm_threads *t = arg;
 	unsigned short prio = 0;
 
-	dm_current_cb_client = t->be.client;
 	pthread_mutex_lock(&t->lock);
 	for (;;) {
 		struct dm_chunk *c;

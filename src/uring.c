@@ -221,7 +221,6 @@ static void *reaper(void *arg)
 {
 	struct dm_uring *u = arg;
 
-	dm_current_cb_client = u->be.client;
 	reaping = u;
 	for (;;) {
 		struct dm_chunk_queue again;
@@ -252,14 +251,14 @@ static void *reaper(void *arg)
 			if (!c) {
 				stop = true;
 			} else if (c->flags & DM_CHUNK_FAILED) {
-				dm_chunk_done(c, c->be_res);
+				dm_chunk_complete(c, c->be_res, &again);
 			} else if (c->op == DM_CHUNK_DISCARD &&
 				   c->bdev->is_blk &&
 				   !discard_probed(u, cqe->res)) {
 				if (!to_helpers(u, c))
 					dm_cq_push(&again, c);
-			} else if (dm_chunk_done(c, cqe->res)) {
-				dm_cq_push(&again, c);
+			} else {
+				dm_chunk_complete(c, cqe->res, &again);
 			}
 		}
 		io_uring_cq_advance(&u->ring, n);
