@@ -261,6 +261,19 @@ struct dm_backend *dm_uring_create(struct dm_io_client *client, int *err);
 struct dm_backend *dm_threads_create(struct dm_io_client *client,
 				     unsigned int nr_threads, int *err);
 
+/*
+ * Helpers (threads.c): a small thread pool that a backend hands the chunks
+ * it cannot issue itself (io_uring: block-device discards on kernels
+ * without BLOCK_URING_CMD_DISCARD).  They run with the system-call
+ * executor and complete through dm_chunk_complete() on the helpers' own
+ * threads, as from any backend: the engine does not see the difference.
+ */
+struct dm_helpers;
+struct dm_helpers *dm_helpers_create(struct dm_io_client *client, int *err);
+void dm_helpers_submit(struct dm_helpers *helpers, struct dm_chunk *chunk);
+/* Stop and free, once nothing handed over is in flight; NULL is a no-op. */
+void dm_helpers_destroy(struct dm_helpers *helpers);
+
 /* ---- the client ---- */
 
 #define DM_ZERO_IOV 256 /* zero-page iovecs: 1 MiB of zeroes per call */

@@ -127,3 +127,41 @@ struct dm_backend *dm_threads_create(struct dm_io_client *client,
 	}
 	return &t->be;
 }
+
+#define NR_HELPERS 2 /* enough to overlap a few slow discards */
+
+/* The helpers are a thread pool of their own, kept out of the client's
+ * backend slot. */
+struct dm_helpers {
+	struct dm_backend *pool;
+};
+
+struct dm_helpers *dm_helpers_create(struct dm_io_client *client, int *err)
+{
+	struct dm_helpers *h = malloc(sizeof(*h));
+
+	if (!h) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	h->pool = dm_threads_create(client, NR_HELPERS, err);
+	if (!h->pool) {
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+void dm_helpers_submit(struct dm_helpers *h, struct dm_chunk *c)
+{
+	c->next = NULL; /* one chunk, not the rest of a list */
+	threads_submit(h->pool, c);
+}
+
+void dm_helpers_destroy(struct dm_helpers *h)
+{
+	if (!h)
+		return;
+	threads_destroy(h->pool);
+	free(h);
+}

@@ -35,7 +35,7 @@ struct dm_uring {
 	/* Block-device discard as a uring command (Linux 6.12): 0 untried,
 	 * 1 works, -1 absent, and then helper threads issue BLKDISCARD. */
 	atomic_int cmd_discard;
-	struct dm_backend *helpers;
+	struct dm_helpers *helpers;
 	unsigned int batched; /* the reaper's: filled, not yet entered */
 };
 
@@ -114,7 +114,7 @@ static bool to_helpers(struct dm_uring *u, struct dm_chunk *c)
 		return false;
 	pthread_mutex_lock(&u->lock);
 	if (!u->helpers)
-		u->helpers = dm_threads_create(u->be.client, 2, &err);
+		u->helpers = dm_helpers_create(u->be.client, &err);
 	pthread_mutex_unlock(&u->lock);
 	if (!u->helpers) {
 		/* No helper: fail it through the ring, so that it still
@@ -123,8 +123,7 @@ static bool to_helpers(struct dm_uring *u, struct dm_chunk *c)
 		c->be_res = err;
 		return false;
 	}
-	c->next = NULL;
-	u->helpers->ops->submit(u->helpers, c);
+	dm_helpers_submit(u->helpers, c);
 	return true;
 }
 
@@ -293,8 +292,7 @@ static void uring_destroy(struct dm_backend *be)
 	pthread_mutex_unlock(&u->lock);
 	enter(u, 1);
 	pthread_join(u->thread, NULL);
-	if (u->helpers)
-		u->helpers->ops->destroy(u->helpers);
+	dm_helpers_destroy(u->helpers);
 	io_uring_queue_exit(&u->ring);
 	pthread_mutex_destroy(&u->lock);
 	free(u);
