@@ -157,8 +157,8 @@ void dm_submit(struct dm_io_client *client, struct dm_chunk *head)
 		next = c->next;
 		trace(client, DM_TRACE_SUBMIT, c, 0);
 		c->next = NULL;
-		if (c->bdev && c->bdev->submit)
-			c->bdev->submit(c->bdev, c);
+		if (c->bdev && c->bdev->ops->submit)
+			c->bdev->ops->submit(c->bdev, c);
 		else
 			dm_cq_push(&local, c);
 	}
@@ -226,7 +226,7 @@ static bool chunk_done(struct dm_chunk *c, int res)
 		break;
 	case DM_CHUNK_ZEROES:
 		if ((res == -EOPNOTSUPP || res == -EINVAL) &&
-		    !c->bdev->is_blk) {
+		    !c->bdev->lim.is_blk) {
 			/* The file system cannot zero a range: write zeroes,
 			 * and remember not to ask again. */
 			atomic_store(&c->bdev->no_zero_range, true);
@@ -369,14 +369,14 @@ static int region_errno(const struct io_region *r, unsigned int op)
 
 	if (op != DM_IO_OP_READ && b->flags & DM_BDEV_RDONLY)
 		return -EROFS;
-	if (start > b->size || len > b->size - start)
+	if (start > b->lim.size || len > b->lim.size - start)
 		return -ENXIO;
 	/* O_DIRECT, NBD servers, and the block layer's own discard and
 	 * zeroout address whole logical blocks. */
-	if ((b->direct || b->contig || (dataless && b->is_blk)) &&
-	    (start | len) & (b->lbs - 1))
+	if ((b->lim.direct || b->lim.contig || (dataless && b->lim.is_blk)) &&
+	    (start | len) & (b->lim.lbs - 1))
 		return -EINVAL;
-	if (op == DM_IO_OP_DISCARD && !b->discard_max)
+	if (op == DM_IO_OP_DISCARD && !b->lim.discard_max)
 		return -EOPNOTSUPP;
 	return 0;
 }
@@ -386,10 +386,10 @@ static unsigned int shape_for(struct plan *pl, const struct io_region *r)
 	const struct block_device *b = r->bdev;
 	struct shape key = {
 		.len = r->count << SECTOR_SHIFT,
-		.max_bytes = b->max_bytes,
-		.lbs = b->direct ? b->lbs : 0,
-		.mem_align = b->direct ? b->mem_align : 0,
-		.contig = b->contig,
+		.max_bytes = b->lim.max_bytes,
+		.lbs = b->lim.direct ? b->lim.lbs : 0,
+		.mem_align = b->lim.direct ? b->lim.mem_align : 0,
+		.contig = b->lim.contig,
 	};
 	unsigned int s;
 
@@ -538,8 +538,8 @@ static int plan_request(struct plan *pl, unsigned int bi_opf,
 			pl->shape_of[i] = (int)shape_for(pl, r);
 			continue;
 		}
-		pl->step[i] = op == DM_IO_OP_DISCARD ? r->bdev->discard_max
-						     : r->bdev->zeroes_max;
+		pl->step[i] = op == DM_IO_OP_DISCARD ? r->bdev->lim.discard_max
+						     : r->bdev->lim.zeroes_max;
 		pl->parts[i] =
 			(unsigned int)((len + pl->step[i] - 1) / pl->step[i]);
 		pl->nr_chunks += pl->parts[i];
@@ -823,7 +823,7 @@ DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
 	/* A lone synchronous chunk on a local device (one with a file
 	 * descriptor) runs here: no thread hand-off at all. */
 	if (sync && io->nr_chunks == 1 && !io->ioprio &&
-	    (!head->bdev || head->bdev->fd >= 0))
+	    (!head->bdev || !head->bdev->ops->submit))
 		dm_chunk_exec(head);
 	else
 		dm_submit(client, head);

@@ -25,39 +25,56 @@
 
 struct dm_chunk;
 
+/* What a device kind finds out at open: the facts the engine plans every
+ * request from, without system calls. */
+struct dm_bdev_limits {
+	uint64_t size;		/* bytes */
+	unsigned int lbs;	/* logical block size */
+	unsigned int mem_align; /* O_DIRECT buffer alignment */
+	uint32_t max_bytes;	/* largest single submission */
+	uint64_t discard_max;	/* bytes per discard; 0: cannot discard */
+	uint64_t zeroes_max;	/* bytes per write-zeroes */
+	bool is_blk;		/* a block device, not a regular file */
+	bool direct;		/* opened O_DIRECT: alignment rules apply */
+	bool contig;		/* takes one contiguous buffer per command */
+};
+
+/* What a device kind implements. */
+struct dm_bdev_ops {
+	const char *kind; /* dm_bdev_get_info()'s name for it */
+	/* Take one chunk (->next is NULL) to a thread of the device's own,
+	 * which completes it through dm_chunk_complete().  NULL: the device
+	 * has a file descriptor and the client's backend does the I/O. */
+	void (*submit)(struct block_device *bdev, struct dm_chunk *c);
+	/* Free the device and what it holds; nothing is in flight. */
+	int (*close)(struct block_device *bdev);
+	/* dm_bdev_set_timeout(); NULL: -EOPNOTSUPP. */
+	int (*set_timeout)(struct block_device *bdev, unsigned int ms);
+};
+
 struct block_device {
-	int fd;
-	unsigned int flags;	   /* DM_BDEV_* as asked */
-	bool is_blk;		   /* a block device, not a regular file */
-	bool direct;		   /* opened O_DIRECT: alignment rules apply */
-	uint64_t size;		   /* bytes, read at open */
-	unsigned int lbs;	   /* logical block size */
-	unsigned int mem_align;	   /* O_DIRECT buffer alignment */
-	uint32_t max_bytes;	   /* largest single submission */
-	uint64_t discard_max;	   /* bytes per discard; 0: cannot discard */
-	uint64_t zeroes_max;	   /* bytes per write-zeroes */
+	const struct dm_bdev_ops *ops;
+	void *priv;	    /* the kind's own state */
+	int fd;		    /* -1 unless the client's backend does the I/O */
+	unsigned int flags; /* DM_BDEV_* as asked, RDONLY as found */
+	struct dm_bdev_limits lim; /* filled in by the opener */
 	atomic_bool no_zero_range; /* fallocate(ZERO_RANGE) said no: write */
 	atomic_uint inflight;	   /* chunks issued and not completed */
-	bool contig;		   /* takes one contiguous buffer per command */
-	struct dm_nbd *nbd;	   /* an NBD export: its own connections */
-	/* Devices with a thread of their own take their chunks here; NULL:
-	 * the client's backend does the I/O. */
-	void (*submit)(struct block_device *bdev, struct dm_chunk *c);
-	struct dm_fault *fault; /* a fault: device wrapping another */
 	char name[];
 };
 
-/* NBD exports (nbd.c, built with libnbd). */
-struct dm_nbd;
-struct block_device *dm_nbd_open(const char *uri, unsigned int flags);
-int dm_nbd_close(struct block_device *bdev);
-int dm_nbd_set_timeout(struct dm_nbd *nbd, unsigned int ms);
+/*
+ * A device kind's opener, found by the prefix of the spec in blkdev.c's
+ * table; returns NULL and sets errno on failure.  Declare yours with this
+ * type (dm_bdev_open_fn dm_x_open;) so that the compiler checks it.
+ */
+typedef struct block_device *dm_bdev_open_fn(const char *spec,
+					     unsigned int flags);
 
-/* fault: devices (fault.c). */
-struct dm_fault;
-struct block_device *dm_fault_open(const char *spec, unsigned int flags);
-int dm_fault_close(struct block_device *bdev);
-struct block_device *dm_fault_inner(struct dm_fault *fault);
+/* A device named @spec, with no file descriptor and nothing in flight, for
+ * an opener to fill in; free() frees it. */
+struct block_device *dm_bdev_alloc(const char *spec,
+				   const struct dm_bdev_ops *ops, void *priv);
 
 /* ---- memory iterators (the kernel's dpages) ---- */
 

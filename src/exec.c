@@ -39,18 +39,18 @@ static int chunk_syscall(struct dm_chunk *c)
 		ret = fdatasync(b->fd);
 		break;
 	case DM_CHUNK_DISCARD:
-		ret = b->is_blk ? ioctl(b->fd, BLKDISCARD, range)
-				: fallocate(b->fd,
-					    FALLOC_FL_PUNCH_HOLE |
-						    FALLOC_FL_KEEP_SIZE,
-					    off, (off_t)c->len);
+		ret = b->lim.is_blk ? ioctl(b->fd, BLKDISCARD, range)
+				    : fallocate(b->fd,
+						FALLOC_FL_PUNCH_HOLE |
+							FALLOC_FL_KEEP_SIZE,
+						off, (off_t)c->len);
 		break;
 	case DM_CHUNK_ZEROES:
-		ret = b->is_blk ? ioctl(b->fd, BLKZEROOUT, range)
-				: fallocate(b->fd,
-					    FALLOC_FL_ZERO_RANGE |
-						    FALLOC_FL_KEEP_SIZE,
-					    off, (off_t)c->len);
+		ret = b->lim.is_blk ? ioctl(b->fd, BLKZEROOUT, range)
+				    : fallocate(b->fd,
+						FALLOC_FL_ZERO_RANGE |
+							FALLOC_FL_KEEP_SIZE,
+						off, (off_t)c->len);
 		break;
 	default:
 		ret = 0;

@@ -366,10 +366,26 @@ static void fault_queue(struct dm_fault *f, struct dm_chunk *c)
 /* The device's submit hook: every chunk goes through the thread first. */
 static void fault_submit(struct block_device *bdev, struct dm_chunk *c)
 {
-	fault_queue(bdev->fault, c);
+	fault_queue(bdev->priv, c);
 }
 
 /* ---- opening and closing ---- */
+
+static int fault_close(struct block_device *bdev);
+
+static int fault_set_timeout(struct block_device *bdev, unsigned int ms)
+{
+	struct dm_fault *f = bdev->priv;
+
+	return dm_bdev_set_timeout(f->inner, ms);
+}
+
+static const struct dm_bdev_ops fault_ops = {
+	.kind = "fault",
+	.submit = fault_submit,
+	.close = fault_close,
+	.set_timeout = fault_set_timeout,
+};
 
 static int free_fault(struct dm_fault *f)
 {
@@ -384,6 +400,8 @@ static int free_fault(struct dm_fault *f)
 	return ret;
 }
 
+dm_bdev_open_fn dm_fault_open;
+
 struct block_device *dm_fault_open(const char *spec, unsigned int flags)
 {
 	const char *opts = spec + strlen("fault:"), *sep = strchr(opts, ':');
@@ -391,7 +409,6 @@ struct block_device *dm_fault_open(const char *spec, unsigned int flags)
 	pthread_condattr_t attr;
 	struct dm_fault *f;
 	const char *k;
-	size_t len;
 	int err = -EINVAL;
 
 	f = calloc(1, sizeof(*f));
@@ -418,23 +435,17 @@ struct block_device *dm_fault_open(const char *spec, unsigned int flags)
 		err = -errno;
 		goto fail;
 	}
-	len = strlen(spec);
-	bdev = calloc(1, sizeof(*bdev) + len + 1);
+	bdev = dm_bdev_alloc(spec, &fault_ops, f);
 	err = -ENOMEM;
 	if (!bdev)
 		goto fail_inner;
-	/* Look like the wrapped device to the planner, minus its fd: every
-	 * chunk must come here first. */
-	memcpy(bdev, f->inner, sizeof(*bdev));
-	memcpy(bdev->name, spec, len + 1);
-	bdev->fd = -1;
-	bdev->nbd = NULL;
-	bdev->fault = f;
-	bdev->submit = fault_submit;
+	/* Look like the wrapped device to the planner, but with no fd:
+	 * every chunk must come here first. */
+	bdev->flags = f->inner->flags;
+	bdev->lim = f->inner->lim;
+	atomic_store(&bdev->no_zero_range,
+		     atomic_load(&f->inner->no_zero_range));
 	f->bdev = bdev;
-	atomic_init(&bdev->inflight, 0);
-	atomic_init(&bdev->no_zero_range,
-		    atomic_load(&f->inner->no_zero_range));
 
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_condattr_init(&attr);
@@ -455,9 +466,9 @@ fail:
 	return NULL;
 }
 
-int dm_fault_close(struct block_device *bdev)
+static int fault_close(struct block_device *bdev)
 {
-	struct dm_fault *f = bdev->fault;
+	struct dm_fault *f = bdev->priv;
 
 	if (atomic_load(&f->inner->inflight))
 		return -EBUSY;
@@ -473,9 +484,4 @@ int dm_fault_close(struct block_device *bdev)
 	pthread_mutex_unlock(&f->lock);
 	pthread_join(f->thread, NULL);
 	return free_fault(f);
-}
-
-struct block_device *dm_fault_inner(struct dm_fault *f)
-{
-	return f->inner;
 }

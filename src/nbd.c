@@ -75,7 +75,7 @@ static int cmd_complete(void *user_data, int *error)
 static void cmd_free(void *user_data)
 {
 	struct dm_chunk *c = user_data;
-	struct dm_nbd *n = c->bdev->nbd;
+	struct dm_nbd *n = c->bdev->priv;
 
 	dm_cq_push(&n->done, c);
 }
@@ -356,7 +356,7 @@ static void *nbd_thread(void *arg)
 /* The device's submit hook: queue a chunk for the export's thread. */
 static void nbd_submit(struct block_device *bdev, struct dm_chunk *head)
 {
-	struct dm_nbd *n = bdev->nbd;
+	struct dm_nbd *n = bdev->priv;
 	uint64_t one = 1;
 
 	/* Woken under the lock: once the chunks are queued they may
@@ -369,8 +369,9 @@ static void nbd_submit(struct block_device *bdev, struct dm_chunk *head)
 	pthread_mutex_unlock(&n->lock);
 }
 
-int dm_nbd_set_timeout(struct dm_nbd *n, unsigned int ms)
+static int export_set_timeout(struct block_device *bdev, unsigned int ms)
 {
+	struct dm_nbd *n = bdev->priv;
 	uint64_t one = 1;
 
 	atomic_store(&n->timeout_ms, ms);
@@ -427,20 +428,21 @@ static uint32_t pow2_floor(uint64_t v)
 
 static void probe(struct block_device *bdev, struct nbd_handle *h)
 {
-	struct dm_nbd *n = bdev->nbd;
+	struct dm_nbd *n = bdev->priv;
+	struct dm_bdev_limits *lim = &bdev->lim;
 	int64_t min = nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM);
 	int64_t max = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
 
-	bdev->size = (uint64_t)nbd_get_size(h);
-	bdev->lbs = min > 512 ? pow2_floor((uint64_t)min) : 512;
-	bdev->mem_align = 1;
-	bdev->max_bytes = NBD_MAX_XFER;
-	if (max > 0 && (uint64_t)max < bdev->max_bytes)
-		bdev->max_bytes = pow2_floor((uint64_t)max);
-	if (bdev->max_bytes < bdev->lbs)
-		bdev->max_bytes = bdev->lbs;
-	bdev->discard_max = nbd_can_trim(h) > 0 ? NBD_DATALESS_MAX : 0;
-	bdev->zeroes_max = NBD_DATALESS_MAX;
+	lim->size = (uint64_t)nbd_get_size(h);
+	lim->lbs = min > 512 ? pow2_floor((uint64_t)min) : 512;
+	lim->mem_align = 1;
+	lim->max_bytes = NBD_MAX_XFER;
+	if (max > 0 && (uint64_t)max < lim->max_bytes)
+		lim->max_bytes = pow2_floor((uint64_t)max);
+	if (lim->max_bytes < lim->lbs)
+		lim->max_bytes = lim->lbs;
+	lim->discard_max = nbd_can_trim(h) > 0 ? NBD_DATALESS_MAX : 0;
+	lim->zeroes_max = NBD_DATALESS_MAX;
 	/* Without the zero command, write-zeroes is written. */
 	atomic_init(&bdev->no_zero_range, nbd_can_zero(h) <= 0);
 	n->can_flush = nbd_can_flush(h) > 0;
@@ -482,22 +484,28 @@ static void free_nbd(struct dm_nbd *n)
 	free(n);
 }
 
+static int export_close(struct block_device *bdev);
+
+static const struct dm_bdev_ops nbd_ops = {
+	.kind = "nbd",
+	.submit = nbd_submit,
+	.close = export_close,
+	.set_timeout = export_set_timeout,
+};
+
+dm_bdev_open_fn dm_nbd_open;
+
 struct block_device *dm_nbd_open(const char *uri, unsigned int flags)
 {
-	size_t len = strlen(uri);
-	struct block_device *bdev = calloc(1, sizeof(*bdev) + len + 1);
 	struct dm_nbd *n = calloc(1, sizeof(*n));
+	struct block_device *bdev = dm_bdev_alloc(uri, &nbd_ops, n);
 	unsigned int want, i;
 	int err = -ENOMEM;
 
 	if (!bdev || !n)
 		goto fail;
-	memcpy(bdev->name, uri, len + 1);
-	bdev->fd = -1;
 	bdev->flags = flags & DM_BDEV_RDONLY;
-	bdev->contig = true; /* libnbd takes one buffer per command */
-	bdev->nbd = n;
-	bdev->submit = nbd_submit;
+	bdev->lim.contig = true; /* libnbd takes one buffer per command */
 	n->bdev = bdev;
 	dm_cq_init(&n->queue);
 	dm_cq_init(&n->backlog);
@@ -505,7 +513,6 @@ struct block_device *dm_nbd_open(const char *uri, unsigned int flags)
 	n->efd = -1;
 	atomic_init(&n->timeout_ms, NBD_DEFAULT_TIMEOUT_MS);
 	atomic_init(&n->dead, 0);
-	atomic_init(&bdev->inflight, 0);
 	pthread_mutex_init(&n->lock, NULL);
 
 	n->h[0] = connect_one(uri, NBD_DEFAULT_TIMEOUT_MS, &err);
@@ -545,9 +552,9 @@ fail:
 	return NULL;
 }
 
-int dm_nbd_close(struct block_device *bdev)
+static int export_close(struct block_device *bdev)
 {
-	struct dm_nbd *n = bdev->nbd;
+	struct dm_nbd *n = bdev->priv;
 	uint64_t one = 1;
 
 	if (pthread_equal(pthread_self(), n->thread)) {

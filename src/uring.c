@@ -76,7 +76,7 @@ static void prep_sqe(struct io_uring_sqe *sqe, struct dm_chunk *c)
 		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
 		break;
 	case DM_CHUNK_DISCARD:
-		if (c->bdev->is_blk) {
+		if (c->bdev->lim.is_blk) {
 			io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, NULL, 0,
 					 0);
 			sqe->cmd_op = BLOCK_URING_CMD_DISCARD;
@@ -109,7 +109,7 @@ static bool to_helpers(struct dm_uring *u, struct dm_chunk *c)
 {
 	int err = 0;
 
-	if (c->op != DM_CHUNK_DISCARD || !c->bdev->is_blk ||
+	if (c->op != DM_CHUNK_DISCARD || !c->bdev->lim.is_blk ||
 	    atomic_load(&u->cmd_discard) >= 0)
 		return false;
 	pthread_mutex_lock(&u->lock);
@@ -252,7 +252,7 @@ static void *reaper(void *arg)
 			} else if (c->flags & DM_CHUNK_FAILED) {
 				dm_chunk_complete(c, c->be_res, &again);
 			} else if (c->op == DM_CHUNK_DISCARD &&
-				   c->bdev->is_blk &&
+				   c->bdev->lim.is_blk &&
 				   !discard_probed(u, cqe->res)) {
 				if (!to_helpers(u, c))
 					dm_cq_push(&again, c);
