@@ -83,11 +83,23 @@ DMIO_EXPORT struct block_device *dm_bdev_open(const char *spec,
 	return kinds[i].open(spec, flags);
 }
 
+/* I/O in flight on @bdev or on any device a wrapper (fault:) routes it to.
+ * Levels are read from the top down and a chunk passed on counts below
+ * before it stops counting above, so a chunk on its way is always seen. */
+static bool busy(const struct block_device *bdev)
+{
+	for (; bdev; bdev = bdev->ops->inner ? bdev->ops->inner(bdev) : NULL)
+		if (atomic_load(&bdev->inflight))
+			return true;
+	return false;
+}
+
 DMIO_EXPORT int dm_bdev_close(struct block_device *bdev)
 {
 	if (!bdev)
 		return 0;
-	if (atomic_load(&bdev->inflight))
+	/* Refused means nothing is torn down, at any level. */
+	if (busy(bdev))
 		return -EBUSY;
 	return bdev->ops->close(bdev);
 }

@@ -176,6 +176,17 @@ void dm_run_detached(void *(*fn)(void *), void *arg)
 	pthread_attr_destroy(&attr);
 }
 
+void dm_client_hold(struct dm_io_client *client)
+{
+	atomic_fetch_add_explicit(&client->nr_requests, 1,
+				  memory_order_relaxed);
+}
+
+void dm_client_destroy_detached(struct dm_io_client *client)
+{
+	dm_run_detached(destroyer, client);
+}
+
 DMIO_EXPORT void dm_io_client_destroy(struct dm_io_client *client)
 {
 	if (!client)
@@ -187,5 +198,5 @@ DMIO_EXPORT void dm_io_client_destroy(struct dm_io_client *client)
 	/* From one of the client's own callbacks, waiting here would wait
 	 * for ourselves: a thread of its own finishes the job once this
 	 * callback and the rest of the I/O are done. */
-	dm_run_detached(destroyer, client);
+	dm_client_destroy_detached(client);
 }

@@ -53,7 +53,7 @@ static void sync_wake(struct dm_sync_wait *w, unsigned long bits)
 
 /* ---- completion ---- */
 
-static void client_request_done(struct dm_io_client *client)
+void dm_client_release(struct dm_io_client *client)
 {
 	if (atomic_fetch_sub_explicit(&client->nr_requests, 1,
 				      memory_order_acq_rel) == 1) {
@@ -92,12 +92,12 @@ static void io_end(struct dm_io *io)
 			io->out_errors[i] = atomic_load(&io->errs[i]);
 	free_io(io, false);
 	if (waiter) {
-		client_request_done(client);
+		dm_client_release(client);
 		sync_wake(waiter, bits);
 		return;
 	}
 	fn(bits, context);
-	client_request_done(client);
+	dm_client_release(client);
 }
 
 static void region_fail(struct dm_io *io, unsigned int region, int err)

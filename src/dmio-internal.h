@@ -50,6 +50,8 @@ struct dm_bdev_ops {
 	int (*close)(struct block_device *bdev);
 	/* dm_bdev_set_timeout(); NULL: -EOPNOTSUPP. */
 	int (*set_timeout)(struct block_device *bdev, unsigned int ms);
+	/* A wrapper's: the device it passes chunks on to.  NULL otherwise. */
+	struct block_device *(*inner)(const struct block_device *bdev);
 };
 
 struct block_device {
@@ -101,6 +103,9 @@ struct dm_arena;
 struct dm_pool {
 	pthread_spinlock_t spin; /* the arenas */
 	struct dm_arena *arenas;
+	/* pages reserved, pages the arenas were mapped for; reserve and
+	 * unreserve are serialised by their callers */
+	unsigned long reserved, capacity;
 	atomic_ulong gen; /* bumped by frees of I/O's memory, reservations */
 	atomic_long live; /* blocks handed out */
 	atomic_ulong waiters; /* callers in dm_pool_wait() */
@@ -111,6 +116,7 @@ struct dm_pool {
 int dm_pool_init(struct dm_pool *pool);
 void dm_pool_destroy(struct dm_pool *pool);
 int dm_pool_reserve(struct dm_pool *pool, unsigned int nr_pages);
+void dm_pool_unreserve(struct dm_pool *pool, unsigned int nr_pages);
 void *dm_pool_alloc(struct dm_pool *pool, size_t size);
 void dm_pool_free(struct dm_pool *pool, void *p, size_t size);
 /* dm_pool_free() of a block that never carried I/O (an allocation undone):
@@ -308,7 +314,8 @@ struct dm_io_client {
 	struct dm_pool pool;
 	pthread_mutex_t lock;
 	pthread_cond_t drained;
-	atomic_ulong nr_requests; /* accepted and not yet fully notified */
+	atomic_ulong nr_requests; /* accepted and not yet fully notified, and
+				     seed calls under way (dm_client_hold) */
 	atomic_uint submitting;	  /* threads inside dm_submit() */
 	char why[160];		  /* why this backend runs */
 	dm_trace_fn trace;
@@ -323,6 +330,13 @@ extern DM_TLS struct dm_io_client *dm_current_cb_client;
 
 struct dm_io_client *dm_client_create(unsigned int reserve_pages);
 void dm_run_detached(void *(*fn)(void *), void *arg);
+/* Count one more user of @client, as an accepted request is: its destroy
+ * waits until dm_client_release() (which ends requests too). */
+void dm_client_hold(struct dm_io_client *client);
+void dm_client_release(struct dm_io_client *client);
+/* dm_io_client_destroy() on a thread of its own: for callers that must not
+ * wait (a completion callback). */
+void dm_client_destroy_detached(struct dm_io_client *client);
 void dm_client_set_trace(struct dm_io_client *client, dm_trace_fn fn,
 			 void *ctx);
 

@@ -373,6 +373,13 @@ static void fault_submit(struct block_device *bdev, struct dm_chunk *c)
 
 static int fault_close(struct block_device *bdev);
 
+static struct block_device *fault_inner(const struct block_device *bdev)
+{
+	const struct dm_fault *f = bdev->priv;
+
+	return f->inner;
+}
+
 static int fault_set_timeout(struct block_device *bdev, unsigned int ms)
 {
 	struct dm_fault *f = bdev->priv;
@@ -385,6 +392,7 @@ static const struct dm_bdev_ops fault_ops = {
 	.submit = fault_submit,
 	.close = fault_close,
 	.set_timeout = fault_set_timeout,
+	.inner = fault_inner,
 };
 
 static int free_fault(struct dm_fault *f)
@@ -466,12 +474,11 @@ fail:
 	return NULL;
 }
 
+/* dm_bdev_close() has found no I/O in flight on this level or below. */
 static int fault_close(struct block_device *bdev)
 {
 	struct dm_fault *f = bdev->priv;
 
-	if (atomic_load(&f->inner->inflight))
-		return -EBUSY;
 	pthread_mutex_lock(&f->lock);
 	if (pthread_equal(pthread_self(), f->thread)) {
 		/* From a callback on our own thread: it finishes the job. */

@@ -1,12 +1,18 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The reserved pool: the mempool promise of dm_io_get().  Each reservation
+ * The reserved pool: the mempool promise of dm_io_get().  A reservation
  * maps an arena up front and hands out blocks from it with a buddy
  * allocator, so a request (one block for its metadata, one per bounce
  * buffer) never calls malloc while the reservation lasts.  Beyond it we
  * fall back to the heap, and when that fails too we wait for I/O in flight
  * to give memory back.  Buddy blocks of a page or more are aligned to their
  * size, which is what O_DIRECT bounce buffers need.
+ *
+ * Reservations add up; a request as big as their sum must find one run
+ * of arena, so a reservation that outgrows the arenas maps one for the
+ * whole sum and lets the idle smaller ones go.  Giving a reservation back
+ * unmaps what is idle and no longer needed, so reserving per job stays
+ * flat.  Arenas still in use by I/O wait for the next reserve or release.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -30,6 +36,8 @@ struct free_block {
 
 struct dm_arena {
 	struct dm_arena *next;
+	unsigned long pages; /* the reservation it was mapped for */
+	unsigned long used;  /* blocks handed out */
 	char *base;
 	size_t size; /* a whole number of top-order blocks */
 	unsigned int top;
@@ -86,6 +94,7 @@ static void *arena_alloc(struct dm_arena *a, unsigned int order)
 		return NULL;
 	blk = (char *)a->free[k];
 	unlink_block(a, blk, k);
+	a->used++;
 	while (k > order) {
 		k--;
 		push(a, blk + ((size_t)1 << k), k);
@@ -97,6 +106,7 @@ static void arena_free(struct dm_arena *a, char *blk, unsigned int order)
 {
 	size_t off = (size_t)(blk - a->base);
 
+	a->used--;
 	while (order < a->top) {
 		size_t buddy = off ^ ((size_t)1 << order);
 
@@ -110,8 +120,9 @@ static void arena_free(struct dm_arena *a, char *blk, unsigned int order)
 	push(a, a->base + off, order);
 }
 
-static struct dm_arena *arena_create(size_t want)
+static struct dm_arena *arena_create(unsigned long pages)
 {
+	size_t want = pages * ARENA_BYTES_PER_PAGE;
 	unsigned int top = order_of(want);
 	struct dm_arena *a;
 	size_t blk, off;
@@ -122,6 +133,7 @@ static struct dm_arena *arena_create(size_t want)
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return NULL;
+	a->pages = pages;
 	a->top = top;
 	a->size = (want + blk - 1) / blk * blk;
 	a->tag = calloc(a->size >> MIN_ORDER, 1);
@@ -194,21 +206,75 @@ static void pool_returned(struct dm_pool *pool, bool news)
 	}
 }
 
-int dm_pool_reserve(struct dm_pool *pool, unsigned int nr_pages)
+/* Unmap the idle arenas that the reservation can do without. */
+static void trim(struct dm_pool *pool)
 {
-	struct dm_arena *a;
+	struct dm_arena **pp, *a, *idle = NULL;
 
-	if (!nr_pages || nr_pages > MAX_RESERVE_PAGES)
-		return -EINVAL;
-	a = arena_create((size_t)nr_pages * ARENA_BYTES_PER_PAGE);
-	if (!a)
-		return -ENOMEM;
+	pthread_spin_lock(&pool->spin);
+	for (pp = &pool->arenas; (a = *pp);) {
+		if (!a->used && pool->capacity - a->pages >= pool->reserved) {
+			*pp = a->next;
+			pool->capacity -= a->pages;
+			a->next = idle;
+			idle = a;
+		} else {
+			pp = &a->next;
+		}
+	}
+	pthread_spin_unlock(&pool->spin);
+	while ((a = idle)) {
+		idle = a->next;
+		arena_destroy(a);
+	}
+}
+
+static void add_arena(struct dm_pool *pool, struct dm_arena *a)
+{
 	pthread_spin_lock(&pool->spin);
 	a->next = pool->arenas;
 	pool->arenas = a;
+	pool->capacity += a->pages;
 	pthread_spin_unlock(&pool->spin);
+}
+
+int dm_pool_reserve(struct dm_pool *pool, unsigned int nr_pages)
+{
+	unsigned long want = pool->reserved + nr_pages;
+	struct dm_arena *a = NULL;
+
+	if (!nr_pages || nr_pages > MAX_RESERVE_PAGES)
+		return -EINVAL;
+	if (want > pool->capacity) {
+		/* One run for the whole sum where it is not absurd; else,
+		 * or when that cannot be mapped, this reservation's own. */
+		if (want <= MAX_RESERVE_PAGES)
+			a = arena_create(want);
+		if (!a)
+			a = arena_create(nr_pages);
+		if (!a)
+			return -ENOMEM;
+		add_arena(pool, a);
+	}
+	pool->reserved = want;
+	trim(pool);
 	pool_returned(pool, true);
 	return 0;
+}
+
+void dm_pool_unreserve(struct dm_pool *pool, unsigned int nr_pages)
+{
+	struct dm_arena *a;
+
+	pool->reserved -= nr_pages < pool->reserved ? nr_pages : pool->reserved;
+	trim(pool);
+	/* Still mapped for more than twice what is held (idle arenas too
+	 * big to drop): map one the right size, and drop them. */
+	if (pool->reserved && pool->capacity > 2 * pool->reserved &&
+	    (a = arena_create(pool->reserved))) {
+		add_arena(pool, a);
+		trim(pool);
+	}
 }
 
 /*

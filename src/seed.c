@@ -10,10 +10,8 @@
 #include "dmio-internal.h"
 
 static pthread_mutex_t seed_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t seed_idle = PTHREAD_COND_INITIALIZER;
 static struct dm_io_client *seed_client;
 static unsigned long seed_pages; /* reserved by all callers together */
-static unsigned long seed_users; /* calls between lookup and submission */
 
 DMIO_EXPORT int dm_io_get(unsigned int num_pages)
 {
@@ -44,17 +42,27 @@ DMIO_EXPORT void dm_io_put(unsigned int num_pages)
 	pthread_mutex_lock(&seed_lock);
 	if (num_pages && num_pages <= seed_pages) {
 		seed_pages -= num_pages;
-		if (!seed_pages) {
-			/* New calls now fail; let those already past the
-			 * check submit, then drain and free. */
+		if (seed_pages) {
+			/* Give back this share now: reserving per job must
+			 * not grow the process. */
+			dm_pool_unreserve(&seed_client->pool, num_pages);
+		} else {
+			/* New calls now fail; those already past the check
+			 * hold the client as a request does, so its destroy
+			 * waits for them. */
 			client = seed_client;
 			seed_client = NULL;
-			while (seed_users)
-				pthread_cond_wait(&seed_idle, &seed_lock);
 		}
 	}
 	pthread_mutex_unlock(&seed_lock);
-	dm_io_client_destroy(client);
+	if (!client)
+		return;
+	/* On a completion thread (of any client), waiting could wait for
+	 * the very thread a seed call in flight needs: finish elsewhere. */
+	if (dm_current_cb_client)
+		dm_client_destroy_detached(client);
+	else
+		dm_io_client_destroy(client);
 }
 
 static int seed_io(unsigned int num_regions, struct io_region *where, int rw,
@@ -73,17 +81,13 @@ static int seed_io(unsigned int num_regions, struct io_region *where, int rw,
 	pthread_mutex_lock(&seed_lock);
 	req.client = seed_client;
 	if (req.client)
-		seed_users++;
+		dm_client_hold(req.client);
 	pthread_mutex_unlock(&seed_lock);
 	if (!req.client)
 		return -EINVAL; /* no dm_io_get() reservation is held */
 
 	ret = dm_io(&req, num_regions, where, error_bits);
-
-	pthread_mutex_lock(&seed_lock);
-	if (!--seed_users)
-		pthread_cond_broadcast(&seed_idle);
-	pthread_mutex_unlock(&seed_lock);
+	dm_client_release(req.client);
 	return ret;
 }
 

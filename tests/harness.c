@@ -872,3 +872,24 @@ bool h_wait_count(atomic_uint *v, unsigned int target, unsigned int timeout_ms)
 		h_sleep_ms(1);
 	}
 }
+
+static const char *watch_what;
+
+static void watch_fired(int sig)
+{
+	static const char fail[] = "FAIL: ", took[] = " took too long\n";
+
+	(void)sig;
+	if (write(2, fail, sizeof(fail) - 1) < 0 ||
+	    write(2, watch_what, strlen(watch_what)) < 0 ||
+	    write(2, took, sizeof(took) - 1) < 0)
+		_exit(1);
+	_exit(1);
+}
+
+void h_watchdog(unsigned int seconds, const char *what)
+{
+	watch_what = what ? what : "the test";
+	signal(SIGALRM, watch_fired);
+	alarm(seconds);
+}

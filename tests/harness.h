@@ -226,4 +226,12 @@ void h_sleep_ms(unsigned int ms);
 /* CLOCK_MONOTONIC in milliseconds. */
 uint64_t h_now_ms(void);
 
+/*
+ * Fail the whole program, with "FAIL: <what> took over @seconds s", unless
+ * h_watchdog(0, NULL) comes first: how a test whose bug is a hang or a
+ * spin fails rather than stalls.  Allocates nothing (the allocators may be
+ * failing); @what must outlive the watch.
+ */
+void h_watchdog(unsigned int seconds, const char *what);
+
 #endif /* DMIO_TESTS_HARNESS_H */

@@ -10,10 +10,8 @@
  * it records, disarms, then checks.
  */
 #include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "harness.h"
 
@@ -455,25 +453,6 @@ static void beyond_reservation_failing_malloc_is_enomem_no_io(void **state)
 	free(data);
 }
 
-/* A request that spins or hangs must fail the program, not stall the
- * suite: nothing here allocates, as the allocators may be armed. */
-static void hung(int sig)
-{
-	static const char msg[] = "FAIL: the I/O neither completed nor "
-				  "returned within 10 s\n";
-
-	(void)sig;
-	if (write(2, msg, sizeof(msg) - 1) < 0)
-		_exit(1);
-	_exit(1);
-}
-
-static void watchdog(unsigned int seconds)
-{
-	signal(SIGALRM, hung);
-	alarm(seconds);
-}
-
 /* Bounces beyond the reservation with the heap failing: nothing is in
  * flight that could give memory back, so -ENOMEM at once (and no
  * callback), not a retry loop. */
@@ -495,7 +474,7 @@ static void beyond_reservation_bounce_failing_heap_is_enomem(void **state)
 	h_seed_get(env, 1);
 	req.mem =
 		(struct dm_io_memory){.type = DM_IO_KMEM, .ptr.addr = buf + 1};
-	watchdog(10);
+	h_watchdog(10, "ENOMEM beyond the reservation");
 	arm();
 	ret[0] = dm_io_sync_vm(1, &where, DM_IO_WRITE, buf + 1, NULL);
 	ret[1] =
@@ -505,7 +484,7 @@ static void beyond_reservation_bounce_failing_heap_is_enomem(void **state)
 	req.notify = (struct dm_io_notify){stray_cb, NULL};
 	ret[3] = dm_io(&req, 1, &where, NULL);
 	calls = disarm();
-	alarm(0);
+	h_watchdog(0, NULL);
 
 	assert_true(calls > 0);
 	assert_int_equal(ret[0], -ENOMEM);
@@ -543,7 +522,7 @@ static void bounce_of_whole_reservation_never_allocates(void **state)
 		h_pattern(wbuf + 5, len, 50 + i, 0);
 		memset(rbuf, 0, len + 9);
 		h_seed_get(env, sizes[i]);
-		watchdog(10);
+		h_watchdog(10, "bounced I/O within the reservation");
 		arm();
 		ret[0] = dm_io_sync_vm(1, &where, DM_IO_WRITE, wbuf + 5, NULL);
 		ret[1] = dm_io_sync_vm(1, &where, DM_IO_READ, rbuf + 9, NULL);
@@ -552,7 +531,7 @@ static void bounce_of_whole_reservation_never_allocates(void **state)
 		if (!ret[2])
 			h_wait_count(&cb.n, 1, 10000);
 		calls = disarm();
-		alarm(0);
+		h_watchdog(0, NULL);
 		h_seed_put(env, sizes[i]);
 
 		if (calls || ret[0] || ret[1] || ret[2])
@@ -566,6 +545,21 @@ static void bounce_of_whole_reservation_never_allocates(void **state)
 				 -1);
 		h_expect_pattern(dev, 8 * 512, len, 50 + i, 0);
 	}
+	/* Reservations add up: five of one page carry one 5-page bounce. */
+	where.count = 5 * DM_PAGE_SIZE >> 9;
+	h_pattern(wbuf + 5, 5 * DM_PAGE_SIZE, 60, 0);
+	for (i = 0; i < 5; i++)
+		h_seed_get(env, 1);
+	h_watchdog(10, "bounced I/O within the reservation");
+	arm();
+	ret[0] = dm_io_sync_vm(1, &where, DM_IO_WRITE, wbuf + 5, NULL);
+	calls = disarm();
+	h_watchdog(0, NULL);
+	for (i = 0; i < 5; i++)
+		h_seed_put(env, 1);
+	assert_int_equal(ret[0], 0);
+	assert_int_equal(calls, 0);
+	h_expect_pattern(dev, 8 * 512, 5 * DM_PAGE_SIZE, 60, 0);
 	free(wbuf);
 	free(rbuf);
 }

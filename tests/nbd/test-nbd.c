@@ -1239,6 +1239,37 @@ static void close_with_io_in_flight_is_busy(void **state)
 	h_close(env, b);
 }
 
+/* Two fault: levels over an export: the write waits at the server while
+ * both levels have passed it on.  Closing the outer one is refused, and
+ * refused means untouched: it takes more I/O, then closes. */
+static void close_busy_faults_over_export_keeps_device(void **state)
+{
+	struct h_env *env = nbd_env(state);
+	struct nbdkit *s = SERVER("--filter=delay", MEMORY, "delay-write=1");
+	static struct waiter w;
+	struct block_device *f;
+	struct io_region r;
+	char spec[640], buf[8192];
+	int busy;
+
+	snprintf(spec, sizeof(spec), "fault::fault::%s", s->uri);
+	f = h_open_spec(env, spec, 0);
+	r = (struct io_region){f, 0, 8};
+	h_pattern(buf, sizeof(buf), 84, 0);
+	h_watchdog(30, "I/O to nested fault: devices after -EBUSY");
+	submit(&w, DM_IO_OP_WRITE, buf, 1, &r);
+	h_sleep_ms(200); /* the fault: levels pass it on at once */
+	busy = dm_bdev_close(f);
+	r.sector = 8;
+	io_ok(DM_IO_OP_WRITE, buf + 4096, 1, &r);
+	assert_int_equal(waiter_wait(&w, 20000), 0);
+	h_watchdog(0, NULL);
+	assert_int_equal(busy, -EBUSY);
+	waiter_once(&w);
+	expect_pattern(f, 0, sizeof(buf), 84, 0);
+	h_close(env, f);
+}
+
 /* A server that accepts the connection but never speaks: the open gives
  * up after the default timeout (5 s) with ETIMEDOUT. */
 static void silent_server_at_connect_times_out(void **state)
@@ -1511,6 +1542,7 @@ int main(void)
 		NBD_TEST(server_block_size_constraints_are_kept),
 		NBD_TEST(slow_server_that_answers_does_not_time_out),
 		NBD_TEST(close_with_io_in_flight_is_busy),
+		NBD_TEST(close_busy_faults_over_export_keeps_device),
 		NBD_TEST(silent_server_at_connect_times_out),
 		NBD_TEST(server_killed_while_idle_fails_next_request),
 		NBD_TEST(callbacks_chain_more_io_to_the_export),
