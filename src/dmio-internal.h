@@ -329,6 +329,10 @@ struct dm_io_client {
 extern DM_TLS struct dm_io_client *dm_current_cb_client;
 
 struct dm_io_client *dm_client_create(unsigned int reserve_pages);
+/* Grow or shrink @client's reservation (the seed API's dm_io_get/put);
+ * callers serialise these. */
+int dm_client_reserve(struct dm_io_client *client, unsigned int nr_pages);
+void dm_client_unreserve(struct dm_io_client *client, unsigned int nr_pages);
 void dm_run_detached(void *(*fn)(void *), void *arg);
 /* Count one more user of @client, as an accepted request is: its destroy
  * waits until dm_client_release() (which ends requests too). */

@@ -27,7 +27,7 @@ DMIO_EXPORT int dm_io_get(unsigned int num_pages)
 		if (!seed_client)
 			ret = errno ? -errno : -ENOMEM;
 	} else {
-		ret = dm_pool_reserve(&seed_client->pool, num_pages);
+		ret = dm_client_reserve(seed_client, num_pages);
 	}
 	if (!ret)
 		seed_pages += num_pages;
@@ -45,7 +45,7 @@ DMIO_EXPORT void dm_io_put(unsigned int num_pages)
 		if (seed_pages) {
 			/* Give back this share now: reserving per job must
 			 * not grow the process. */
-			dm_pool_unreserve(&seed_client->pool, num_pages);
+			dm_client_unreserve(seed_client, num_pages);
 		} else {
 			/* New calls now fail; those already past the check
 			 * hold the client as a request does, so its destroy
