@@ -104,6 +104,27 @@ DMIO_EXPORT int dm_bdev_close(struct block_device *bdev)
 	return bdev->ops->close(bdev);
 }
 
+/* The device a wrapper (or a stack of them) passes I/O on to. */
+static const struct block_device *storage(const struct block_device *bdev)
+{
+	while (bdev->ops->inner)
+		bdev = bdev->ops->inner(bdev);
+	return bdev;
+}
+
+DMIO_EXPORT int dm_bdev_same(const struct block_device *a,
+			     const struct block_device *b)
+{
+	if (!a || !b)
+		return 0;
+	a = storage(a);
+	b = storage(b);
+	if (a == b)
+		return 1;
+	/* Files and block devices are kinds of their own here. */
+	return a->ops == b->ops && a->ops->same && a->ops->same(a, b);
+}
+
 DMIO_EXPORT sector_t dm_bdev_nr_sectors(const struct block_device *bdev)
 {
 	return bdev ? bdev->lim.size >> SECTOR_SHIFT : 0;

@@ -52,6 +52,10 @@ struct dm_bdev_ops {
 	int (*set_timeout)(struct block_device *bdev, unsigned int ms);
 	/* A wrapper's: the device it passes chunks on to.  NULL otherwise. */
 	struct block_device *(*inner)(const struct block_device *bdev);
+	/* dm_bdev_same() of two devices of this kind (not wrappers, not the
+	 * same handle).  NULL: never. */
+	bool (*same)(const struct block_device *a,
+		     const struct block_device *b);
 };
 
 struct block_device {

@@ -84,12 +84,28 @@ static int probe_blk(struct block_device *bdev, dev_t rdev)
 	return 0;
 }
 
+/* What the device is, to tell when two handles reach the same storage:
+ * st_rdev of a block device, st_dev and st_ino of a file. */
+struct local_id {
+	dev_t dev;
+	ino_t ino;
+};
+
+static bool local_same(const struct block_device *a,
+		       const struct block_device *b)
+{
+	const struct local_id *x = a->priv, *y = b->priv;
+
+	return x->dev == y->dev && x->ino == y->ino;
+}
+
 static int local_close(struct block_device *bdev)
 {
 	int ret = 0;
 
 	if (close(bdev->fd) < 0 && errno != EINTR)
 		ret = -errno;
+	free(bdev->priv);
 	free(bdev);
 	return ret;
 }
@@ -97,11 +113,13 @@ static int local_close(struct block_device *bdev)
 static const struct dm_bdev_ops file_ops = {
 	.kind = "file",
 	.close = local_close,
+	.same = local_same,
 };
 
 static const struct dm_bdev_ops blk_ops = {
 	.kind = "block device",
 	.close = local_close,
+	.same = local_same,
 };
 
 dm_bdev_open_fn dm_local_open;
@@ -110,6 +128,7 @@ struct block_device *dm_local_open(const char *spec, unsigned int flags)
 {
 	struct dm_bdev_limits *lim;
 	struct block_device *bdev;
+	struct local_id *id;
 	struct stat st;
 	int oflags, err;
 	bool is_blk;
@@ -128,9 +147,13 @@ struct block_device *dm_local_open(const char *spec, unsigned int flags)
 	}
 
 	is_blk = S_ISBLK(st.st_mode);
-	bdev = dm_bdev_alloc(spec, is_blk ? &blk_ops : &file_ops, NULL);
-	if (!bdev)
+	id = calloc(1, sizeof(*id));
+	bdev = id ? dm_bdev_alloc(spec, is_blk ? &blk_ops : &file_ops, id)
+		  : NULL;
+	if (!bdev) {
+		free(id);
 		return NULL;
+	}
 	lim = &bdev->lim;
 	bdev->flags = flags;
 	lim->is_blk = is_blk;
@@ -148,6 +171,8 @@ struct block_device *dm_local_open(const char *spec, unsigned int flags)
 		goto fail;
 	}
 
+	id->dev = lim->is_blk ? st.st_rdev : st.st_dev;
+	id->ino = lim->is_blk ? 0 : st.st_ino;
 	if (lim->is_blk) {
 		err = probe_blk(bdev, st.st_rdev);
 		if (err) {
@@ -187,6 +212,7 @@ fail:
 	err = errno;
 	if (bdev->fd >= 0)
 		close(bdev->fd);
+	free(id);
 	free(bdev);
 	errno = err;
 	return NULL;

@@ -52,6 +52,7 @@ struct dm_nbd {
 	struct dm_chunk_queue backlog; /* not issued yet */
 	struct dm_chunk_queue done;    /* handed back by libnbd */
 	uint64_t last_progress_ns;
+	char *uri; /* libnbd's normal form of the export's URI, or NULL */
 };
 
 static uint64_t now_ns(void)
@@ -481,16 +482,32 @@ static void free_nbd(struct dm_nbd *n)
 	if (n->efd >= 0)
 		close(n->efd);
 	pthread_mutex_destroy(&n->lock);
+	free(n->uri);
 	free(n);
 }
 
 static int export_close(struct block_device *bdev);
+
+/* What the export is: two URIs spelt differently may name the same. */
+static const char *export_uri(const struct block_device *bdev)
+{
+	const struct dm_nbd *n = bdev->priv;
+
+	return n->uri ? n->uri : bdev->name;
+}
+
+static bool export_same(const struct block_device *a,
+			const struct block_device *b)
+{
+	return !strcmp(export_uri(a), export_uri(b));
+}
 
 static const struct dm_bdev_ops nbd_ops = {
 	.kind = "nbd",
 	.submit = nbd_submit,
 	.close = export_close,
 	.set_timeout = export_set_timeout,
+	.same = export_same,
 };
 
 dm_bdev_open_fn dm_nbd_open;
@@ -519,6 +536,7 @@ struct block_device *dm_nbd_open(const char *uri, unsigned int flags)
 	if (!n->h[0])
 		goto fail;
 	n->nconn = 1;
+	n->uri = nbd_get_uri(n->h[0]);
 	probe(bdev, n->h[0]);
 	/* More connections only where the server promises that they all see
 	 * the same data (multi-conn); one that fails just is not used. */

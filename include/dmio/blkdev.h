@@ -89,6 +89,17 @@ sector_t dm_bdev_nr_sectors(const struct block_device *bdev);
  */
 unsigned dm_bdev_logical_block_size(const struct block_device *bdev);
 
+/*
+ * dm_bdev_same - do @a and @b reach the same storage (beyond the kernel)?
+ * True for two handles on one regular file (the same st_dev and st_ino,
+ * whatever the path), on one block device (the same st_rdev), or on one
+ * NBD export (the same URI in libnbd's normal form), looking through
+ * fault: wrappers.  A partition and its disk, or a loop device and its
+ * backing file, are not recognised.  kcopyd uses this to copy overlapping
+ * regions safely.  Returns 1 or 0 (also for NULL).
+ */
+int dm_bdev_same(const struct block_device *a, const struct block_device *b);
+
 /* dm_bdev_name - the spec the device was opened with. */
 const char *dm_bdev_name(const struct block_device *bdev);
 
