@@ -133,6 +133,16 @@ DMIO_EXPORT const char *dm_io_client_backend(const struct dm_io_client *client,
 	return client->be->ops->name;
 }
 
+int dm_client_reserve(struct dm_io_client *client, unsigned int nr_pages)
+{
+	return dm_pool_reserve(&client->pool, nr_pages);
+}
+
+void dm_client_unreserve(struct dm_io_client *client, unsigned int nr_pages)
+{
+	dm_pool_unreserve(&client->pool, nr_pages);
+}
+
 void dm_client_set_trace(struct dm_io_client *client, dm_trace_fn fn, void *ctx)
 {
 	client->trace_ctx = ctx;

@@ -25,44 +25,62 @@
 
 struct dm_chunk;
 
+/* What a device kind finds out at open: the facts the engine plans every
+ * request from, without system calls. */
+struct dm_bdev_limits {
+	uint64_t size;		/* bytes */
+	unsigned int lbs;	/* logical block size */
+	unsigned int mem_align; /* O_DIRECT buffer alignment */
+	uint32_t max_bytes;	/* largest single submission */
+	uint64_t discard_max;	/* bytes per discard; 0: cannot discard */
+	uint64_t zeroes_max;	/* bytes per write-zeroes */
+	bool is_blk;		/* a block device, not a regular file */
+	bool direct;		/* opened O_DIRECT: alignment rules apply */
+	bool contig;		/* takes one contiguous buffer per command */
+};
+
+/* What a device kind implements. */
+struct dm_bdev_ops {
+	const char *kind; /* dm_bdev_get_info()'s name for it */
+	/* Take one chunk (->next is NULL) to a thread of the device's own,
+	 * which completes it through dm_chunk_complete().  NULL: the device
+	 * has a file descriptor and the client's backend does the I/O. */
+	void (*submit)(struct block_device *bdev, struct dm_chunk *c);
+	/* Free the device and what it holds; nothing is in flight. */
+	int (*close)(struct block_device *bdev);
+	/* dm_bdev_set_timeout(); NULL: -EOPNOTSUPP. */
+	int (*set_timeout)(struct block_device *bdev, unsigned int ms);
+	/* A wrapper's: the device it passes chunks on to.  NULL otherwise. */
+	struct block_device *(*inner)(const struct block_device *bdev);
+	/* dm_bdev_same() of two devices of this kind (not wrappers, not the
+	 * same handle).  NULL: never. */
+	bool (*same)(const struct block_device *a,
+		     const struct block_device *b);
+};
+
 struct block_device {
-	int fd;
-	unsigned int flags;	   /* DM_BDEV_* as asked */
-	bool is_blk;		   /* a block device, not a regular file */
-	bool direct;		   /* opened O_DIRECT: alignment rules apply */
-	uint64_t size;		   /* bytes, read at open */
-	unsigned int lbs;	   /* logical block size */
-	unsigned int mem_align;	   /* O_DIRECT buffer alignment */
-	uint32_t max_bytes;	   /* largest single submission */
-	uint64_t discard_max;	   /* bytes per discard; 0: cannot discard */
-	uint64_t zeroes_max;	   /* bytes per write-zeroes */
+	const struct dm_bdev_ops *ops;
+	void *priv;	    /* the kind's own state */
+	int fd;		    /* -1 unless the client's backend does the I/O */
+	unsigned int flags; /* DM_BDEV_* as asked, RDONLY as found */
+	struct dm_bdev_limits lim; /* filled in by the opener */
 	atomic_bool no_zero_range; /* fallocate(ZERO_RANGE) said no: write */
 	atomic_uint inflight;	   /* chunks issued and not completed */
-	bool contig;		   /* takes one contiguous buffer per command */
-	/* What the device is, to tell when two handles reach the same
-	 * storage: st_rdev of a block device, st_dev and st_ino of a file. */
-	dev_t id_dev;
-	ino_t id_ino;
-	struct dm_nbd *nbd; /* an NBD export: its own connections */
-	/* Devices with a thread of their own take their chunks here; NULL:
-	 * the client's backend does the I/O. */
-	void (*submit)(struct block_device *bdev, struct dm_chunk *c);
-	struct dm_fault *fault; /* a fault: device wrapping another */
 	char name[];
 };
 
-/* NBD exports (nbd.c, built with libnbd). */
-struct dm_nbd;
-struct block_device *dm_nbd_open(const char *uri, unsigned int flags);
-int dm_nbd_close(struct block_device *bdev);
-int dm_nbd_set_timeout(struct dm_nbd *nbd, unsigned int ms);
-const char *dm_nbd_uri(const struct dm_nbd *nbd);
+/*
+ * A device kind's opener, found by the prefix of the spec in blkdev.c's
+ * table; returns NULL and sets errno on failure.  Declare yours with this
+ * type (dm_bdev_open_fn dm_x_open;) so that the compiler checks it.
+ */
+typedef struct block_device *dm_bdev_open_fn(const char *spec,
+					     unsigned int flags);
 
-/* fault: devices (fault.c). */
-struct dm_fault;
-struct block_device *dm_fault_open(const char *spec, unsigned int flags);
-int dm_fault_close(struct block_device *bdev);
-struct block_device *dm_fault_inner(struct dm_fault *fault);
+/* A device named @spec, with no file descriptor and nothing in flight, for
+ * an opener to fill in; free() frees it. */
+struct block_device *dm_bdev_alloc(const char *spec,
+				   const struct dm_bdev_ops *ops, void *priv);
 
 /* ---- memory iterators (the kernel's dpages) ---- */
 
@@ -161,6 +179,68 @@ struct dm_chunk {
 	uint64_t be_time;
 };
 
+/* A FIFO of chunks linked through ->next: every backend and device queue. */
+struct dm_chunk_queue {
+	struct dm_chunk *head, **tail;
+};
+
+static inline void dm_cq_init(struct dm_chunk_queue *q)
+{
+	q->head = NULL;
+	q->tail = &q->head;
+}
+
+static inline bool dm_cq_empty(const struct dm_chunk_queue *q)
+{
+	return !q->head;
+}
+
+static inline void dm_cq_push(struct dm_chunk_queue *q, struct dm_chunk *c)
+{
+	c->next = NULL;
+	*q->tail = c;
+	q->tail = &c->next;
+}
+
+/* Append a NULL-terminated list; returns how many chunks it held. */
+static inline unsigned int dm_cq_splice(struct dm_chunk_queue *q,
+					struct dm_chunk *list)
+{
+	unsigned int n = 0;
+
+	*q->tail = list;
+	for (; list; list = list->next) {
+		q->tail = &list->next;
+		n++;
+	}
+	return n;
+}
+
+/* Move all of @from to the end of @q, leaving @from empty. */
+static inline void dm_cq_move(struct dm_chunk_queue *q,
+			      struct dm_chunk_queue *from)
+{
+	if (from->head) {
+		*q->tail = from->head;
+		q->tail = from->tail;
+	}
+	dm_cq_init(from);
+}
+
+/* Take the first chunk, or NULL. */
+static inline struct dm_chunk *dm_cq_pop(struct dm_chunk_queue *q)
+{
+	struct dm_chunk *c = q->head;
+
+	if (c) {
+		q->head = c->next;
+		if (!q->head)
+			q->tail = &q->head;
+		c->next = NULL;
+	}
+	return c;
+}
+
 struct dm_sync_wait {
 	atomic_uint done; /* futex word */
 	unsigned long bits;
@@ -193,7 +273,7 @@ struct dm_backend_ops {
 	const char *name;
 	/* Queue a list of chunks (linked by ->next).  Never waits for I/O to
 	 * complete, so callbacks may submit.  Completion is reported through
-	 * dm_chunk_done() on a thread the backend owns. */
+	 * dm_chunk_complete() on a thread the backend owns. */
 	void (*submit)(struct dm_backend *be, struct dm_chunk *head);
 	/* Stop the backend's threads and free it; nothing is in flight. */
 	void (*destroy)(struct dm_backend *be);
@@ -207,6 +287,19 @@ struct dm_backend {
 struct dm_backend *dm_uring_create(struct dm_io_client *client, int *err);
 struct dm_backend *dm_threads_create(struct dm_io_client *client,
 				     unsigned int nr_threads, int *err);
+
+/*
+ * Helpers (threads.c): a small thread pool that a backend hands the chunks
+ * it cannot issue itself (io_uring: block-device discards on kernels
+ * without BLOCK_URING_CMD_DISCARD).  They run with the system-call
+ * executor and complete through dm_chunk_complete() on the helpers' own
+ * threads, as from any backend: the engine does not see the difference.
+ */
+struct dm_helpers;
+struct dm_helpers *dm_helpers_create(struct dm_io_client *client, int *err);
+void dm_helpers_submit(struct dm_helpers *helpers, struct dm_chunk *chunk);
+/* Stop and free, once nothing handed over is in flight; NULL is a no-op. */
+void dm_helpers_destroy(struct dm_helpers *helpers);
 
 /* ---- the client ---- */
 
@@ -240,6 +333,10 @@ struct dm_io_client {
 extern DM_TLS struct dm_io_client *dm_current_cb_client;
 
 struct dm_io_client *dm_client_create(unsigned int reserve_pages);
+/* Grow or shrink @client's reservation (the seed API's dm_io_get/put);
+ * callers serialise these. */
+int dm_client_reserve(struct dm_io_client *client, unsigned int nr_pages);
+void dm_client_unreserve(struct dm_io_client *client, unsigned int nr_pages);
 void dm_run_detached(void *(*fn)(void *), void *arg);
 /* Count one more user of @client, as an accepted request is: its destroy
  * waits until dm_client_release() (which ends requests too). */
@@ -253,8 +350,16 @@ void dm_client_set_trace(struct dm_io_client *client, dm_trace_fn fn,
 
 /* Engine entry points for backends. */
 void dm_submit(struct dm_io_client *client, struct dm_chunk *head);
-bool dm_chunk_done(struct dm_chunk *chunk, int res);
+/*
+ * The one way a backend or device reports @res (bytes, 0 for a data-less
+ * op, or -errno) for a chunk.  The completion, and any callback it runs,
+ * runs with dm_current_cb_client set to the chunk's client.  A chunk that
+ * must go again (a short transfer, an interrupted call, a write-zeroes
+ * turned into writes) is put on @again, for the caller to resubmit.
+ */
+void dm_chunk_complete(struct dm_chunk *chunk, int res,
+		       struct dm_chunk_queue *again);
 int dm_chunk_iov(struct dm_chunk *chunk, const struct iovec **iov);
-void dm_chunk_exec(struct dm_chunk *chunk);
+void dm_chunk_exec(struct dm_chunk *chunk); /* exec.c */
 
 #endif /* DMIO_INTERNAL_H */

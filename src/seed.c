@@ -70,7 +70,7 @@ DMIO_EXPORT int dm_io_get(unsigned int num_pages)
 	} else if (!seed_client) {
 		ret = seed_create(num_pages);
 	} else {
-		ret = dm_pool_reserve(&seed_client->pool, num_pages);
+		ret = dm_client_reserve(seed_client, num_pages);
 	}
 	if (!ret)
 		seed_pages += num_pages;
@@ -89,8 +89,7 @@ DMIO_EXPORT void dm_io_put(unsigned int num_pages)
 			/* Give back this share now: reserving per job must
 			 * not grow the process. */
 			if (seed_client)
-				dm_pool_unreserve(&seed_client->pool,
-						  num_pages);
+				dm_client_unreserve(seed_client, num_pages);
 		} else {
 			/* New calls now fail; those already past the check
 			 * hold the client as a request does, so its destroy
