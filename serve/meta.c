@@ -12,7 +12,8 @@
  *   0  magic "DMIOMIR1"       8  version (1)       12  flags (1: clean)
  *  16  mirror uuid (16)      32  data sectors     40  generation
  *  48  events                56  run id           64  history length
- *  72  history[16], newest first                 200  FNV-1a of 0..199
+ *  68  legs in the mirror    72  history[16], newest first
+ * 200  FNV-1a of 0..199
  */
 #include <endian.h>
 #include <errno.h>
@@ -121,6 +122,7 @@ int meta_read(struct mirror *m, struct block_device *bdev,
 	meta->events = get64(b + 48);
 	meta->run_id = get64(b + 56);
 	meta->nr_history = get32(b + 64);
+	meta->nr_legs = get32(b + 68);
 	if (meta->nr_history > MIRROR_HISTORY)
 		meta->nr_history = MIRROR_HISTORY;
 	for (i = 0; i < meta->nr_history; i++)
@@ -150,6 +152,7 @@ int meta_write(struct mirror *m, unsigned int i, uint64_t gen, bool clean)
 	put64(b + 48, m->events);
 	put64(b + 56, m->run_id);
 	put32(b + 64, m->nr_history);
+	put32(b + 68, m->nr_legs);
 	for (k = 0; k < m->nr_history; k++)
 		put64(b + 72 + 8 * k, m->history[k]);
 	put64(b + META_SUM, fnv1a(b, META_SUM));
@@ -159,25 +162,18 @@ int meta_write(struct mirror *m, unsigned int i, uint64_t gen, bool clean)
 }
 
 /*
- * A new generation, recorded on every leg in sync before this returns
- * (m->meta_lock held, or at start).  A leg that cannot record it keeps the
- * old one and is failed: it is stale from now on.
+ * Record the generation on every leg in sync (m->meta_lock held).  A leg
+ * that cannot keeps an older one and is failed: it is stale from now on.
  */
-void meta_new_generation(struct mirror *m)
+void meta_publish(struct mirror *m)
 {
 	unsigned int i;
 
-	memmove(m->history + 1, m->history,
-		(MIRROR_HISTORY - 1) * sizeof(m->history[0]));
-	m->history[0] = m->gen;
-	if (m->nr_history < MIRROR_HISTORY)
-		m->nr_history++;
-	do
-		random_bytes(&m->gen, sizeof(m->gen));
-	while (!m->gen);
-	m->events++;
-	if (!m->run_id)
-		return; /* at start: every superblock is written next */
+	pthread_mutex_lock(&m->lock);
+	m->nr_legs = 0;
+	for (i = 0; i < MIRROR_MAX_LEGS; i++)
+		m->nr_legs += m->legs[i].state != LEG_EMPTY;
+	pthread_mutex_unlock(&m->lock);
 	for (i = 0; i < MIRROR_MAX_LEGS; i++) {
 		struct leg *l = &m->legs[i];
 		int ret;
@@ -194,6 +190,23 @@ void meta_new_generation(struct mirror *m)
 		mirror_event("leg %u (%s) failed: %s", i, l->spec,
 			     strerror(-ret));
 	}
+}
+
+/* A new generation, recorded on every leg in sync before this returns
+ * (m->meta_lock held; at start, the superblocks are written next). */
+void meta_new_generation(struct mirror *m)
+{
+	memmove(m->history + 1, m->history,
+		(MIRROR_HISTORY - 1) * sizeof(m->history[0]));
+	m->history[0] = m->gen;
+	if (m->nr_history < MIRROR_HISTORY)
+		m->nr_history++;
+	do
+		random_bytes(&m->gen, sizeof(m->gen));
+	while (!m->gen);
+	m->events++;
+	if (m->run_id)
+		meta_publish(m);
 }
 
 /* How old @gen is: -1 current, N the Nth older one, -2 unknown. */

@@ -366,9 +366,12 @@ static int assemble(struct mirror *m)
 		if (l->need_count && (!meta[i].valid || meta[i].gen != m->gen))
 			l->state = LEG_RESYNCING;
 	}
-	/* A leg missing now misses the writes to come: a new generation. */
-	if (missing || primary >= 0)
+	/* A leg missing now (not opened, or not named at all) misses the
+	 * writes to come: a new generation. */
+	if (missing || primary >= 0 ||
+	    (meta[src].valid && opened < meta[src].nr_legs))
 		meta_new_generation(m);
+	m->nr_legs = m->opt.nr_specs;
 	random_bytes(&m->run_id, sizeof(m->run_id));
 	m->run_id |= 1;
 	m->log.run_id = m->run_id;
@@ -845,6 +848,9 @@ int mirror_remove_leg(struct mirror *m, unsigned int i, char *msg, size_t len)
 	pthread_mutex_unlock(&m->lock);
 	pthread_mutex_unlock(&m->meta_lock);
 	dm_bdev_close(bdev);
+	pthread_mutex_lock(&m->meta_lock);
+	meta_publish(m); /* a later start must not miss the leg */
+	pthread_mutex_unlock(&m->meta_lock);
 	mirror_event("leg %u (%s) removed", i, l->spec);
 	snprintf(msg, len, "leg %u removed", i);
 	return 0;

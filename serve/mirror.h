@@ -46,6 +46,7 @@ struct leg_meta {
 	bool clean;
 	unsigned int nr_history;
 	uint64_t history[MIRROR_HISTORY]; /* newest first */
+	unsigned int nr_legs; /* in the mirror when it was written */
 };
 
 struct leg {
@@ -117,6 +118,7 @@ struct mirror {
 	/* Generations (meta.c) */
 	uint8_t set_uuid[16];
 	uint64_t gen, events, run_id;
+	unsigned int nr_legs; /* legs in the mirror, as superblocks say */
 	unsigned int nr_history;
 	uint64_t history[MIRROR_HISTORY];
 	bool was_clean; /* every leg was cleanly shut down in sync */
@@ -184,6 +186,7 @@ int meta_read(struct mirror *m, struct block_device *bdev,
 	      struct leg_meta *meta);
 int meta_write(struct mirror *m, unsigned int i, uint64_t gen, bool clean);
 void meta_new_generation(struct mirror *m);
+void meta_publish(struct mirror *m);
 int meta_age(const struct mirror *m, uint64_t gen);
 void random_bytes(void *buf, size_t len);
 

@@ -133,7 +133,7 @@ static int source_for(struct mirror *m, uint64_t r)
 static void promote(struct mirror *m)
 {
 	unsigned int i;
-	bool healthy;
+	bool healthy, promoted = false;
 
 	pthread_mutex_lock(&m->meta_lock);
 	for (i = 0; i < MIRROR_MAX_LEGS; i++) {
@@ -157,7 +157,10 @@ static void promote(struct mirror *m)
 				     strerror(-ret));
 		else
 			mirror_event("leg %u (%s) in sync", i, l->spec);
+		promoted |= !ret;
 	}
+	if (promoted)
+		meta_publish(m); /* the others count it as a leg now */
 	pthread_mutex_lock(&m->lock);
 	healthy = mirror_healthy_locked(m);
 	pthread_mutex_unlock(&m->lock);
