@@ -377,6 +377,8 @@ static int assemble(struct mirror *m)
 	m->log.run_id = m->run_id;
 	if (mirror_healthy_locked(m))
 		m->log.base_gen = m->gen;
+	/* From here on the log, core or file, sees every write. */
+	m->log.valid = true;
 	ret = log_write_header(m);
 	if (ret)
 		return ret;
