@@ -145,7 +145,8 @@ enum dm_chunk_op {
 
 #define DM_CHUNK_FUA	   (1u << 0) /* write durably: RWF_DSYNC */
 #define DM_CHUNK_FUA_FLUSH (1u << 1) /* FUA emulated: the flush is out */
-#define DM_CHUNK_FAILED	   (1u << 2) /* fails with be_res, through the ring */
+#define DM_CHUNK_FAILED                                                        \
+	(1u << 2) /* fails with be.uring.err, through the ring */
 
 /* A stretch of the buffer, planned once and shared by every region whose
  * device splits it the same way: the iovecs are not copied per region. */
@@ -169,14 +170,25 @@ struct dm_chunk {
 	uint64_t done; /* bytes already transferred */
 	unsigned int region;
 	enum dm_chunk_op op;
-	unsigned int flags;   /* DM_CHUNK_* */
-	unsigned int retries; /* resubmissions that made no progress */
-	struct iovec tail;    /* a partly transferred segment's rest */
-	/* backend scratch: NBD's result, bytes and connection; fault:'s
-	 * arrival time */
-	int be_res;
-	unsigned int be_len, be_conn;
-	uint64_t be_time;
+	unsigned int flags;    /* DM_CHUNK_* */
+	unsigned int retries;  /* resubmissions that made no progress */
+	unsigned short ioprio; /* the request's, for whoever issues the I/O */
+	struct iovec tail;     /* a partly transferred segment's rest */
+	/* Scratch of the backend or device that holds the chunk now; only
+	 * one does at a time. */
+	union {
+		struct {
+			int err; /* DM_CHUNK_FAILED: what it fails with */
+		} uring;
+		struct {
+			int res;	   /* libnbd's result, or RES_PENDING */
+			unsigned int len;  /* bytes the command moves */
+			unsigned int conn; /* the connection it went out on */
+		} nbd;
+		struct {
+			uint64_t arrival; /* when it came in, for delay= */
+		} fault;
+	} be;
 };
 
 /* A FIFO of chunks linked through ->next: every backend and device queue. */
@@ -350,6 +362,9 @@ void dm_client_set_trace(struct dm_io_client *client, dm_trace_fn fn,
 
 /* Engine entry points for backends. */
 void dm_submit(struct dm_io_client *client, struct dm_chunk *head);
+/* A wrapper device hands @chunk on to the device @to, which now owns it
+ * and counts it in flight. */
+void dm_chunk_forward(struct dm_chunk *chunk, struct block_device *to);
 /*
  * The one way a backend or device reports @res (bytes, 0 for a data-less
  * op, or -errno) for a chunk.  The completion, and any callback it runs,
