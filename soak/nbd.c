@@ -32,7 +32,7 @@ static void nbd_start(struct store *st)
 		args[0] = "file";
 		args[1] = file_arg;
 	}
-	st->srv = nbdkit_start_logged(log, args, why, sizeof(why));
+	st->srv = nbdkit_start_logged(opt.dir, log, args, why, sizeof(why));
 	if (!st->srv)
 		fail("nbdkit for %s: %s", st->name, why);
 	snprintf(st->dev, sizeof(st->dev), "%s", st->srv->uri);

@@ -93,9 +93,24 @@ long h_byte_mismatch(const void *buf, size_t len, uint8_t byte);
 /* mkdtemp /dev/shm/dmio-test-PID-XXXXXX, first removing such directories
  * left by test processes that died without their teardown. */
 int h_tmpdir_make(char *dir, size_t size);
+static inline int h_tmpdir_remove(const char *dir)
+{
+	return tl_rmtree(dir);
+}
 /* Create @path of @size bytes filled with h_pattern(@seed, 0); returns an
  * O_RDWR fd or -errno. */
 int h_file_create(const char *path, uint64_t size, uint32_t seed);
+/* Attach a free loop device over @backing_fd with logical block size @lbs
+ * (LOOP_CTL_GET_FREE + LOOP_CONFIGURE, LO_FLAGS_AUTOCLEAR).  0 or -errno. */
+static inline int h_loop_attach(int backing_fd, unsigned int lbs,
+				struct tl_loop *lo)
+{
+	return tl_loop_attach(backing_fd, lbs, lo);
+}
+static inline void h_loop_detach(struct tl_loop *lo)
+{
+	tl_loop_detach(lo);
+}
 /* Shrink a loop device with its backing file to @size bytes. */
 int h_loop_shrink(struct h_dev *dev, uint64_t size);
 

@@ -39,6 +39,10 @@ struct target {
 	bool differs;
 	sector_t first_diff;
 	const char *diff_note; /* why, when a region ended first */
+	/* copy and zero: bytes written to it, and the stretch of the region
+	 * known to hold what the run meant to write there */
+	uint64_t written;
+	sector_t good_from, good_to;
 };
 
 /* Options without a short form, shared by the commands' getopt tables. */
@@ -54,10 +58,12 @@ enum long_option {
 	OPT_NO_FLUSH,
 	OPT_SIZE,
 	OPT_KEEP,
+	OPT_NOERROR,
+	OPT_TRUNCATE,
 };
 
 /* dmio.c: messages in the name of the command being run, and options. */
-extern volatile sig_atomic_t interrupted; /* set by demo's signal handler */
+extern volatile sig_atomic_t interrupted; /* the signal catch_signals() caught */
 
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -114,18 +120,30 @@ enum durability {
 
 struct transfer_opts {
 	bool stop_on_error;
+	bool noerror; /* write zeroes for unreadable source blocks */
 	enum durability durability;
 };
 
+/* A stretch of the source, in sectors from the start of its region. */
+struct sector_range {
+	sector_t sector, count;
+};
+
 struct transfer_result {
-	uint64_t bytes; /* copied (or zeroed) by the jobs that completed */
-	bool started;	/* kcopyd accepted a job: destinations were touched */
-	int read_err;	/* the source failed: the copy is incomplete */
+	uint64_t bytes; /* read from the source (copy), zeroed (zero) */
+	bool started;	/* kcopyd accepted a job: destinations touched */
+	int read_err;	/* the source failed: see bad[] */
 	int submit_err; /* kcopyd refused a job */
+	bool backward;	/* copied from the end (overlap above source) */
+	struct sector_range *bad; /* unreadable: zeroed (noerror), or where
+				     the copy stopped (the first only) */
+	unsigned int nr_bad;
 };
 
 int engine_start(struct engine *e);
 void engine_stop(struct engine *e);
+void catch_signals(sigset_t *blocked);
+int overlap_side(const struct target *src, const struct target *dst);
 void transfer(struct engine *e, struct target *src, struct target *dst,
 	      unsigned int nr, const struct transfer_opts *o,
 	      struct progress *pg, struct transfer_result *res);

@@ -43,7 +43,9 @@ struct block_device; /* opaque */
  *         ignore both).
  *
  * The size, logical block size and maximum transfer are read once, here:
- * a file is a device of the size it had when opened.  An NBD export gets a
+ * a file is a device of the size it had when opened.  It never creates a
+ * file: a 0-byte file is a device of 0 sectors, on which every region with
+ * sectors fails with ENXIO.  An NBD export gets a
  * thread and one connection (several when the server offers multi-conn);
  * connecting gives up after 5 seconds (ETIMEDOUT).
  * Returns the device, or NULL with errno set: ENOENT (missing), EISDIR (a
@@ -74,8 +76,10 @@ int dm_bdev_set_timeout(struct block_device *bdev, unsigned int timeout_ms);
 
 /*
  * dm_bdev_close - close a device opened by dm_bdev_open().
- * Returns 0, -EBUSY (I/O to it is still in flight: nothing is closed), or
- * the negative errno of close(2).  NULL is ignored (returns 0).
+ * Close does not flush: make writes durable first with a DM_IO_OP_FLUSH
+ * request (or write with DM_IO_FUA).  Returns 0, -EBUSY (I/O to it is
+ * still in flight: nothing is closed), or the negative errno of close(2).
+ * NULL is ignored (returns 0).
  */
 int dm_bdev_close(struct block_device *bdev);
 

@@ -142,12 +142,16 @@ static void remove_dir(struct nbdkit *s)
 	s->dir[0] = '\0';
 }
 
-/* A private directory, named like tl_tmpdir_make()'s so that one left
- * behind by a killed process is removed by the next run. */
-static int make_dir(struct nbdkit *s)
+/* A private directory under @parent, else /dev/shm or /tmp, named like
+ * tl_tmpdir_make()'s so that one left behind by a killed process is
+ * removed by the next run. */
+static int make_dir(struct nbdkit *s, const char *parent)
 {
-	int err = tl_tmpdir_make(s->dir, sizeof(s->dir), "/dev/shm", "nbd");
+	int err;
 
+	if (parent)
+		return tl_tmpdir_make(s->dir, sizeof(s->dir), parent, "nbd");
+	err = tl_tmpdir_make(s->dir, sizeof(s->dir), "/dev/shm", "nbd");
 	if (err)
 		err = tl_tmpdir_make(s->dir, sizeof(s->dir), "/tmp", "nbd");
 	return err;
@@ -278,7 +282,7 @@ static void free_argv(struct nbdkit *s)
 static int make_argv(struct nbdkit *s, const char *user,
 		     const char *const *args, char *why, size_t size)
 {
-	char tls_psk[160];
+	char tls_psk[224];
 	const char *fixed[16];
 	unsigned int n = 0, nfixed = 0, nargs = 0, i;
 
@@ -383,8 +387,9 @@ static int launch(struct nbdkit *s, char *why, size_t size)
 	}
 }
 
-static struct nbdkit *start(const char *user, const char *log,
-			    const char *const *args, char *why, size_t size)
+static struct nbdkit *start(const char *user, const char *parent,
+			    const char *log, const char *const *args, char *why,
+			    size_t size)
 {
 	struct nbdkit *s;
 	unsigned int slot;
@@ -404,7 +409,7 @@ static struct nbdkit *start(const char *user, const char *log,
 		snprintf(why, size, "out of memory");
 		return NULL;
 	}
-	err = make_dir(s);
+	err = make_dir(s, parent);
 	if (err) {
 		snprintf(why, size, "mkdtemp: %s", strerror(-err));
 		free(s);
@@ -445,19 +450,20 @@ fail:
 
 struct nbdkit *nbdkit_start(const char *const *args, char *why, size_t size)
 {
-	return start(NULL, NULL, args, why, size);
+	return start(NULL, NULL, NULL, args, why, size);
 }
 
 struct nbdkit *nbdkit_start_tls(const char *user, const char *const *args,
 				char *why, size_t size)
 {
-	return start(user, NULL, args, why, size);
+	return start(user, NULL, NULL, args, why, size);
 }
 
-struct nbdkit *nbdkit_start_logged(const char *log, const char *const *args,
-				   char *why, size_t size)
+struct nbdkit *nbdkit_start_logged(const char *parent, const char *log,
+				   const char *const *args, char *why,
+				   size_t size)
 {
-	return start(NULL, log, args, why, size);
+	return start(NULL, parent, log, args, why, size);
 }
 
 int nbdkit_restart(struct nbdkit *s, char *why, size_t size)
@@ -475,12 +481,20 @@ int nbdkit_restart(struct nbdkit *s, char *why, size_t size)
 	return 0;
 }
 
-int nbdkit_sigkill(struct nbdkit *s)
+/* @sig to the server, if it still runs: 0 or -errno. */
+static int signal_server(struct nbdkit *s, int sig)
 {
 	if (!s->pid)
 		return -ESRCH;
-	if (kill(s->pid, SIGKILL) < 0)
-		return -errno;
+	return kill(s->pid, sig) < 0 ? -errno : 0;
+}
+
+int nbdkit_sigkill(struct nbdkit *s)
+{
+	int err = signal_server(s, SIGKILL);
+
+	if (err)
+		return err;
 	tl_wait(s->pid);
 	s->pid = 0;
 	s->stopped = false;
@@ -489,13 +503,11 @@ int nbdkit_sigkill(struct nbdkit *s)
 
 int nbdkit_sigstop(struct nbdkit *s)
 {
-	int status;
+	int status, err = signal_server(s, SIGSTOP);
 	pid_t r;
 
-	if (!s->pid)
-		return -ESRCH;
-	if (kill(s->pid, SIGSTOP) < 0)
-		return -errno;
+	if (err)
+		return err;
 	s->stopped = true;
 	/* Returns once every thread of it has stopped. */
 	do
@@ -513,10 +525,10 @@ int nbdkit_sigstop(struct nbdkit *s)
 
 int nbdkit_sigcont(struct nbdkit *s)
 {
-	if (!s->pid)
-		return -ESRCH;
-	if (kill(s->pid, SIGCONT) < 0)
-		return -errno;
+	int err = signal_server(s, SIGCONT);
+
+	if (err)
+		return err;
 	s->stopped = false;
 	return 0;
 }

@@ -24,12 +24,12 @@
 struct nbdkit {
 	atomic_int pid; /* 0 once reaped; read by signal handlers */
 	bool stopped;	/* SIGSTOPped by nbdkit_sigstop() */
-	char dir[64];	/* the private directory */
-	char sock[128]; /* the server's Unix socket */
-	char pidfile[128];
+	char dir[160];	/* the private directory */
+	char sock[192]; /* the server's Unix socket */
+	char pidfile[192];
 	char uri[512];	 /* nbd+unix:///?socket=SOCK */
-	char ctl[128];	 /* a spare path in dir (pause-control=, ...) */
-	char psk[128];	 /* the PSK file of nbdkit_start_tls() */
+	char ctl[192];	 /* a spare path in dir (pause-control=, ...) */
+	char psk[192];	 /* the PSK file of nbdkit_start_tls() */
 	char error[256]; /* why nbdkit_start() failed */
 	char log[256];	 /* stdout and stderr appended here ("": none) */
 	char **argv;	 /* the command line, for nbdkit_restart() */
@@ -66,12 +66,13 @@ struct nbdkit *nbdkit_start_tls(const char *user, const char *const *args,
 				char *why, size_t size);
 
 /*
- * nbdkit_start() with the server's standard output and error appended to
- * the file @log (nbdkit_start() leaves stderr to the caller's and drops
- * stdout).
+ * nbdkit_start() with the server's directory under @parent (not /dev/shm)
+ * and its standard output and error appended to the file @log
+ * (nbdkit_start() leaves stderr to the caller's and drops stdout).
  */
-struct nbdkit *nbdkit_start_logged(const char *log, const char *const *args,
-				   char *why, size_t size);
+struct nbdkit *nbdkit_start_logged(const char *parent, const char *log,
+				   const char *const *args, char *why,
+				   size_t size);
 
 /*
  * Start a server that was killed (nbdkit_sigkill()) again with the same
