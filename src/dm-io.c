@@ -14,7 +14,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "dmio-internal.h"
+#include "backend.h"
+#include "device.h"
+#include "engine.h"
 
 /* Largest bounce buffer per piece: big enough to amortise the syscall,
  * small enough to come from a modest reservation. */

@@ -26,7 +26,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "dmio-internal.h"
+#include "device.h"
 
 #define MAX_RULES  8
 #define RULE_READ  (1u << 0)

@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dmio-internal.h"
+#include "device.h"
 
 #define NBD_MAX_CONN	       4
 #define NBD_MAX_INFLIGHT       64	  /* per connection */

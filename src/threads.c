@@ -10,7 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "dmio-internal.h"
+#include "backend.h"
 
 struct dm_threads {
 	struct dm_backend be;
