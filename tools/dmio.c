@@ -128,6 +128,7 @@ static const struct command {
 	{.name = "verify", .run = cmd_verify, .help = verify_help},
 	{.name = "info", .run = cmd_info, .help = info_help},
 	{.name = "demo", .run = cmd_demo, .help = demo_help},
+	{.name = "serve", .run = cmd_serve, .help = serve_help},
 	{.name = "help", .run = cmd_help, .help = general_help},
 };
 

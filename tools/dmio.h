@@ -159,4 +159,8 @@ int cmd_verify(int argc, char *argv[]);
 int cmd_info(int argc, char *argv[]);
 int cmd_demo(int argc, char *argv[]);
 
+/* serve.c: start nbdkit-dmio-plugin, or talk to its control socket. */
+extern const char serve_help[];
+int cmd_serve(int argc, char *argv[]);
+
 #endif /* DMIO_TOOL_H */
