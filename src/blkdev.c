@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dmio-internal.h"
+#include "device.h"
 
 #define DM_BDEV_KNOWN_FLAGS (DM_BDEV_RDONLY | DM_BDEV_DIRECT | DM_BDEV_BUFFERED)
 

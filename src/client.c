@@ -12,7 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "dmio-internal.h"
+#include "backend.h"
+#include "engine.h"
 
 /* The reservation of a client made with dm_io_client_create(). */
 #define DM_CLIENT_RESERVE_PAGES 256

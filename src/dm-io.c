@@ -14,7 +14,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "dmio-internal.h"
+#include "backend.h"
+#include "device.h"
+#include "engine.h"
 
 /* Largest bounce buffer per piece: big enough to amortise the syscall,
  * small enough to come from a modest reservation. */
@@ -165,6 +167,16 @@ void dm_submit(struct dm_io_client *client, struct dm_chunk *head)
 	if (!dm_cq_empty(&local))
 		client->be->ops->submit(client->be, local.head);
 	atomic_fetch_sub_explicit(&client->submitting, 1, memory_order_release);
+}
+
+void dm_chunk_forward(struct dm_chunk *c, struct block_device *to)
+{
+	/* Counted below before it stops counting above, so that a close
+	 * checking from the top down always sees it. */
+	atomic_fetch_add(&to->inflight, 1);
+	atomic_fetch_sub(&c->bdev->inflight, 1);
+	c->bdev = to;
+	dm_submit(c->io->client, c);
 }
 
 static void chunk_end(struct dm_chunk *c, int err)
@@ -664,6 +676,7 @@ static struct dm_chunk *new_chunk(struct dm_io *io, struct block_device *bdev,
 	c->bdev = bdev;
 	c->region = region;
 	c->op = op;
+	c->ioprio = io->ioprio;
 	if (bdev)
 		atomic_fetch_add_explicit(&bdev->inflight, 1,
 					  memory_order_relaxed);

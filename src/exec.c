@@ -12,7 +12,8 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "dmio-internal.h"
+#include "backend.h"
+#include "device.h"
 
 /* Bytes moved, 0 for a data-less success, or -errno. */
 static int chunk_syscall(struct dm_chunk *c)

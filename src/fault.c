@@ -26,7 +26,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "dmio-internal.h"
+#include "device.h"
 
 #define MAX_RULES  8
 #define RULE_READ  (1u << 0)
@@ -281,16 +281,11 @@ static int write_outside(struct dm_fault *f, struct dm_chunk *c,
 static void handle(struct dm_fault *f, struct dm_chunk *c)
 {
 	const struct rule *r = match(f, c);
-	struct dm_io_client *client = c->io->client;
 	struct dm_chunk_queue again;
 	int res;
 
 	if (!r) {
-		/* Forward to the wrapped device, which now owns the chunk. */
-		atomic_fetch_add(&f->inner->inflight, 1);
-		atomic_fetch_sub(&c->bdev->inflight, 1);
-		c->bdev = f->inner;
-		dm_submit(client, c);
+		dm_chunk_forward(c, f->inner);
 		return;
 	}
 	res = -f->err;
@@ -326,12 +321,12 @@ static void *fault_thread(void *arg)
 			continue;
 		}
 		now = now_ns();
-		if (c->be_time + f->delay_ns > now) {
-			uint64_t due = c->be_time + f->delay_ns;
+		if (c->be.fault.arrival + f->delay_ns > now) {
+			uint64_t due = c->be.fault.arrival + f->delay_ns;
 			struct timespec ts;
 
 			/* The condition variable runs on the monotonic clock
-			 * (see dm_fault_open), like be_time. */
+			 * (see dm_fault_open), like the arrival time. */
 			ts.tv_sec = (time_t)(due / 1000000000u);
 			ts.tv_nsec = (long)(due % 1000000000u);
 			pthread_cond_timedwait(&f->cond, &f->lock, &ts);
@@ -356,7 +351,7 @@ static void *fault_thread(void *arg)
 
 static void fault_queue(struct dm_fault *f, struct dm_chunk *c)
 {
-	c->be_time = now_ns();
+	c->be.fault.arrival = now_ns();
 	pthread_mutex_lock(&f->lock);
 	dm_cq_push(&f->queue, c);
 	pthread_cond_signal(&f->cond);

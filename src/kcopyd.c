@@ -15,7 +15,7 @@
 
 #include <dmio/dm-kcopyd.h>
 
-#include "dmio-internal.h"
+#include "engine.h"
 
 #define DEFAULT_SUB_JOB_SECTORS 1024 /* 512 KiB, as in the kernel */
 #define DEFAULT_SUB_JOBS	8

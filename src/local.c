@@ -15,7 +15,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "dmio-internal.h"
+#include "device.h"
 
 #define DM_FILE_MAX_BYTES (1u << 20)
 /* Data-less operations are cut at 1 GiB to bound how long one call runs. */

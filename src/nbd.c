@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dmio-internal.h"
+#include "device.h"
 
 #define NBD_MAX_CONN	       4
 #define NBD_MAX_INFLIGHT       64	  /* per connection */
@@ -69,7 +69,7 @@ static int cmd_complete(void *user_data, int *error)
 {
 	struct dm_chunk *c = user_data;
 
-	c->be_res = *error ? -*error : 0;
+	c->be.nbd.res = *error ? -*error : 0;
 	return 1; /* retire the command */
 }
 
@@ -108,7 +108,7 @@ static int64_t issue_cmd(struct dm_nbd *n, struct nbd_handle *h,
 	case DM_CHUNK_WRITE:
 		/* Planned contiguous: one segment, or a bounce buffer. */
 		dm_chunk_iov(c, &iov);
-		c->be_len = (unsigned int)iov->iov_len;
+		c->be.nbd.len = (unsigned int)iov->iov_len;
 		if (c->op == DM_CHUNK_READ)
 			return nbd_aio_pread(h, iov->iov_base, iov->iov_len,
 					     off, cb, 0);
@@ -117,10 +117,11 @@ static int64_t issue_cmd(struct dm_nbd *n, struct nbd_handle *h,
 					      ? LIBNBD_CMD_FLAG_FUA
 					      : 0);
 	case DM_CHUNK_ZERO_WRITE:
-		c->be_len = c->len - c->done < NBD_ZERO_BUF
-				    ? (unsigned int)(c->len - c->done)
-				    : NBD_ZERO_BUF;
-		return nbd_aio_pwrite(h, n->zero_buf, c->be_len, off, cb, 0);
+		c->be.nbd.len = c->len - c->done < NBD_ZERO_BUF
+					? (unsigned int)(c->len - c->done)
+					: NBD_ZERO_BUF;
+		return nbd_aio_pwrite(h, n->zero_buf, c->be.nbd.len, off, cb,
+				      0);
 	case DM_CHUNK_FLUSH:
 		return nbd_aio_flush(h, cb, 0);
 	case DM_CHUNK_DISCARD:
@@ -128,7 +129,7 @@ static int64_t issue_cmd(struct dm_nbd *n, struct nbd_handle *h,
 	case DM_CHUNK_ZEROES:
 		return nbd_aio_zero(h, c->len, c->pos, cb, 0);
 	default: /* no-ops never name a device */
-		c->be_res = 0;
+		c->be.nbd.res = 0;
 		cmd_free(c);
 		return 0;
 	}
@@ -136,14 +137,14 @@ static int64_t issue_cmd(struct dm_nbd *n, struct nbd_handle *h,
 
 static void issue(struct dm_nbd *n, struct dm_chunk *c, int conn)
 {
-	c->be_res = RES_PENDING;
-	c->be_conn = (unsigned int)conn;
+	c->be.nbd.res = RES_PENDING;
+	c->be.nbd.conn = (unsigned int)conn;
 	n->inflight[conn]++;
 	n->total_inflight++;
 	/* A server without a flush command has no volatile cache: its
 	 * writes are durable when acknowledged, so there is nothing to do. */
 	if (c->op == DM_CHUNK_FLUSH && !n->can_flush) {
-		c->be_res = 0;
+		c->be.nbd.res = 0;
 		cmd_free(c);
 		return;
 	}
@@ -156,14 +157,14 @@ static void issue(struct dm_nbd *n, struct dm_chunk *c, int conn)
 		if (nbd_aio_is_dead(n->h[conn]) ||
 		    nbd_aio_is_closed(n->h[conn]))
 			err = ECONNRESET;
-		c->be_res = -(err ? err : EIO);
+		c->be.nbd.res = -(err ? err : EIO);
 	}
 }
 
 static void fail_now(struct dm_nbd *n, struct dm_chunk *c, int err)
 {
-	c->be_res = err;
-	c->be_conn = UINT_MAX; /* never issued */
+	c->be.nbd.res = err;
+	c->be.nbd.conn = UINT_MAX; /* never issued */
 	dm_cq_push(&n->done, c);
 }
 
@@ -218,10 +219,10 @@ static void finish_done(struct dm_nbd *n)
 	struct dm_chunk *c;
 
 	while ((c = dm_cq_pop(&n->done))) {
-		int res = c->be_res;
+		int res = c->be.nbd.res;
 
-		if (c->be_conn != UINT_MAX) {
-			n->inflight[c->be_conn]--;
+		if (c->be.nbd.conn != UINT_MAX) {
+			n->inflight[c->be.nbd.conn]--;
 			n->total_inflight--;
 			n->last_progress_ns = now_ns();
 		}
@@ -236,11 +237,11 @@ static void finish_done(struct dm_nbd *n)
 			c->flags &= ~DM_CHUNK_FUA_FLUSH;
 			c->op = DM_CHUNK_WRITE;
 			if (!res)
-				res = (int)c->be_len;
+				res = (int)c->be.nbd.len;
 		} else if (!res &&
 			   (c->op == DM_CHUNK_READ || c->op == DM_CHUNK_WRITE ||
 			    c->op == DM_CHUNK_ZERO_WRITE)) {
-			res = (int)c->be_len;
+			res = (int)c->be.nbd.len;
 			if (c->op == DM_CHUNK_WRITE &&
 			    c->flags & DM_CHUNK_FUA && !n->can_fua &&
 			    n->can_flush) {

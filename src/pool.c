@@ -19,7 +19,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "dmio-internal.h"
+#include "engine.h"
 
 #define MIN_ORDER 6  /* 64-byte blocks */
 #define MAX_ORDER 22 /* 4 MiB: larger requests come from the heap */

@@ -13,7 +13,7 @@
 #include <errno.h>
 #include <limits.h>
 
-#include "dmio-internal.h"
+#include "engine.h"
 
 static pthread_mutex_t seed_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t seed_atfork_once = PTHREAD_ONCE_INIT;

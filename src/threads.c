@@ -10,7 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "dmio-internal.h"
+#include "backend.h"
 
 struct dm_threads {
 	struct dm_backend be;
@@ -41,8 +41,8 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&t->lock);
 
 		/* I/O priority belongs to the thread that issues the I/O. */
-		if (c->io->ioprio != prio) {
-			prio = c->io->ioprio;
+		if (c->ioprio != prio) {
+			prio = c->ioprio;
 			syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0,
 				prio);
 		}

@@ -15,7 +15,8 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "dmio-internal.h"
+#include "backend.h"
+#include "device.h"
 
 #ifndef BLOCK_URING_CMD_DISCARD
 #define BLOCK_URING_CMD_DISCARD _IO(0x12, 0) /* <linux/blkdev.h>, 6.12 */
@@ -70,7 +71,7 @@ static void prep_sqe(struct io_uring_sqe *sqe, struct dm_chunk *c)
 					     off);
 		if (c->flags & DM_CHUNK_FUA)
 			sqe->rw_flags = RWF_DSYNC;
-		sqe->ioprio = c->io->ioprio;
+		sqe->ioprio = c->ioprio;
 		break;
 	case DM_CHUNK_FLUSH:
 		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
@@ -120,7 +121,7 @@ static bool to_helpers(struct dm_uring *u, struct dm_chunk *c)
 		/* No helper: fail it through the ring, so that it still
 		 * completes on the reaper like everything else. */
 		c->flags |= DM_CHUNK_FAILED;
-		c->be_res = err;
+		c->be.uring.err = err;
 		return false;
 	}
 	dm_helpers_submit(u->helpers, c);
@@ -250,7 +251,7 @@ static void *reaper(void *arg)
 			if (!c) {
 				stop = true;
 			} else if (c->flags & DM_CHUNK_FAILED) {
-				dm_chunk_complete(c, c->be_res, &again);
+				dm_chunk_complete(c, c->be.uring.err, &again);
 			} else if (c->op == DM_CHUNK_DISCARD &&
 				   c->bdev->lim.is_blk &&
 				   !discard_probed(u, cqe->res)) {
