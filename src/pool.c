@@ -206,27 +206,53 @@ static void pool_returned(struct dm_pool *pool, bool news)
 	}
 }
 
+/* The biggest idle arena the reservation can do without, unlinked, or
+ * NULL.  Biggest first, so that an arena mapped for a past total goes
+ * before the smaller one that replaces it. */
+static struct dm_arena *unlink_spare(struct dm_pool *pool)
+{
+	struct dm_arena **pp, **best = NULL, *a;
+
+	for (pp = &pool->arenas; (a = *pp); pp = &a->next)
+		if (!a->used && pool->capacity - a->pages >= pool->reserved &&
+		    (!best || a->pages > (*best)->pages))
+			best = pp;
+	if (!best)
+		return NULL;
+	a = *best;
+	*best = a->next;
+	pool->capacity -= a->pages;
+	return a;
+}
+
 /* Unmap the idle arenas that the reservation can do without. */
 static void trim(struct dm_pool *pool)
 {
-	struct dm_arena **pp, *a, *idle = NULL;
+	struct dm_arena *a, *idle = NULL;
 
 	pthread_spin_lock(&pool->spin);
-	for (pp = &pool->arenas; (a = *pp);) {
-		if (!a->used && pool->capacity - a->pages >= pool->reserved) {
-			*pp = a->next;
-			pool->capacity -= a->pages;
-			a->next = idle;
-			idle = a;
-		} else {
-			pp = &a->next;
-		}
+	while ((a = unlink_spare(pool))) {
+		a->next = idle;
+		idle = a;
 	}
 	pthread_spin_unlock(&pool->spin);
 	while ((a = idle)) {
 		idle = a->next;
 		arena_destroy(a);
 	}
+}
+
+/* An idle arena mapped for more than twice what is held? */
+static bool oversized(struct dm_pool *pool)
+{
+	struct dm_arena *a;
+	bool ret = false;
+
+	pthread_spin_lock(&pool->spin);
+	for (a = pool->arenas; a && !ret; a = a->next)
+		ret = !a->used && a->pages > 2 * pool->reserved;
+	pthread_spin_unlock(&pool->spin);
+	return ret;
 }
 
 static void add_arena(struct dm_pool *pool, struct dm_arena *a)
@@ -268,9 +294,9 @@ void dm_pool_unreserve(struct dm_pool *pool, unsigned int nr_pages)
 
 	pool->reserved -= nr_pages < pool->reserved ? nr_pages : pool->reserved;
 	trim(pool);
-	/* Still mapped for more than twice what is held (idle arenas too
-	 * big to drop): map one the right size, and drop them. */
-	if (pool->reserved && pool->capacity > 2 * pool->reserved &&
+	/* An idle arena too big for what is held, but the only run long
+	 * enough for it: map one the right size, and drop the big one. */
+	if (pool->reserved && oversized(pool) &&
 	    (a = arena_create(pool->reserved))) {
 		add_arena(pool, a);
 		trim(pool);

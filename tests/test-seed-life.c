@@ -22,8 +22,8 @@
 #define UNDER_TSAN 1
 #endif
 
-/* Resident set size in bytes. */
-static uint64_t rss_bytes(void)
+/* Resident set size, or with @mapped the whole mapped size, in bytes. */
+static uint64_t statm_bytes(bool mapped)
 {
 	unsigned long size = 0, resident = 0;
 	FILE *f = fopen("/proc/self/statm", "r");
@@ -31,7 +31,13 @@ static uint64_t rss_bytes(void)
 	assert_non_null(f);
 	assert_int_equal(fscanf(f, "%lu %lu", &size, &resident), 2);
 	fclose(f);
-	return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+	return (uint64_t)(mapped ? size : resident) *
+	       (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static uint64_t rss_bytes(void)
+{
+	return statm_bytes(false);
 }
 
 /* 20,000 get/put cycles beside a held reservation: a put gives its share
@@ -73,6 +79,32 @@ static void reserve_cycles_keep_rss_flat(void **state)
 		fail_msg("RSS grew by %llu KiB over %d get(4)/put(4) cycles",
 			 (unsigned long long)((peak - base) / KiB),
 			 CYCLES - WARMUP);
+}
+
+/* A big reservation given back while a small one stays: its arena (mapped
+ * for the sum) is replaced by one the size of what is still held. */
+static void big_reservation_put_unmaps_its_arena(void **state)
+{
+	struct h_env *env = h_env(state);
+	struct h_dev *dev = h_dev_new(env, 1 * MiB, 75);
+	struct io_region where = {h_open(env, dev, 0), 0, 8};
+	char *buf = h_alloc_aligned(DM_PAGE_SIZE);
+	uint64_t before, during, after;
+
+	h_seed_get(env, 16);
+	h_pattern(buf, DM_PAGE_SIZE, 76, 0);
+	before = statm_bytes(true);
+	h_seed_get(env, 32768); /* 128 MiB of I/O: a few hundred MiB mapped */
+	during = statm_bytes(true);
+	h_seed_put(env, 32768);
+	after = statm_bytes(true);
+	assert_int_equal(dm_io_sync_vm(1, &where, DM_IO_WRITE, buf, NULL), 0);
+	h_expect_pattern(dev, 0, DM_PAGE_SIZE, 76, 0);
+	free(buf);
+	assert_true(during > before + 128 * MiB);
+	if (after > before + 16 * MiB)
+		fail_msg("%llu MiB still mapped after the put",
+			 (unsigned long long)((after - before) / MiB));
 }
 
 struct put_race {
@@ -229,6 +261,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		H_TEST(reserve_cycles_keep_rss_flat),
+		H_TEST(big_reservation_put_unmaps_its_arena),
 		H_TEST(last_put_from_callback_during_sync_write),
 		H_TEST(fork_child_uses_seed_api),
 	};

@@ -14,6 +14,10 @@
 #include "dmio.h"
 
 static const char *command_name; /* for messages; NULL: dmio itself */
+/* --json is among the arguments: an error that ends the command before it
+ * has a result is printed as a JSON object too, so that stdout is never
+ * empty for a script that asked for JSON. */
+static bool json_errors;
 volatile sig_atomic_t interrupted;
 
 static const char general_help[] =
@@ -150,29 +154,53 @@ static void vmessage(const char *fmt, va_list ap, const char *tail)
 	fprintf(stderr, "%s\n", tail);
 }
 
+/* Print the message of an error that ends the command before it has a
+ * result; with --json also as the JSON object promised for every exit
+ * status.  Returns EXIT_USAGE. */
+static int vfail(const char *fmt, va_list ap, const char *tail)
+{
+	char msg[512];
+	va_list copy;
+
+	va_copy(copy, ap);
+	vmessage(fmt, ap, tail);
+	if (json_errors) {
+		vsnprintf(msg, sizeof(msg), fmt, copy);
+		printf("{\"command\":");
+		json_string(stdout, command_name);
+		printf(",\"error\":");
+		json_string(stdout, msg);
+		printf(",\"exit\":%d}\n", EXIT_USAGE);
+	}
+	va_end(copy);
+	return EXIT_USAGE;
+}
+
 /* One line on stderr pointing at the help; returns the usage status. */
 int usage_error(const char *fmt, ...)
 {
 	char tail[64];
 	va_list ap;
+	int status;
 
 	snprintf(tail, sizeof(tail), " (see dmio%s%s --help)",
 		 command_name ? " " : "", command_name ? command_name : "");
 	va_start(ap, fmt);
-	vmessage(fmt, ap, tail);
+	status = vfail(fmt, ap, tail);
 	va_end(ap);
-	return EXIT_USAGE;
+	return status;
 }
 
 /* One line on stderr for an error that ends the command before any I/O. */
 int fatal(const char *fmt, ...)
 {
 	va_list ap;
+	int status;
 
 	va_start(ap, fmt);
-	vmessage(fmt, ap, "");
+	status = vfail(fmt, ap, "");
 	va_end(ap);
-	return EXIT_USAGE;
+	return status;
 }
 
 void warn(const char *fmt, ...)
@@ -250,11 +278,24 @@ static int cmd_help(int argc, char *argv[])
 	return EXIT_ALL_GOOD;
 }
 
+/* Whether --json comes before the first "--": looked for before the command
+ * parses its options, since parsing them may be what fails. */
+static bool wants_json(int argc, char *argv[])
+{
+	int i;
+
+	for (i = 1; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--json"))
+			return true;
+	return false;
+}
+
 int main(int argc, char *argv[])
 {
 	const struct command *cmd;
 	int status;
 
+	json_errors = wants_json(argc, argv);
 	if (argc < 2)
 		return usage_error("missing command");
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))

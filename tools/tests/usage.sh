@@ -70,6 +70,37 @@ usage_error "^dmio: unknown option '--frob'" --frob
 usage_error "unknown command 'frob'" help frob
 usage_error "missing command" # no arguments at all
 
+# ---- --json: one JSON object on stdout for usage errors too ----
+# json_error MESSAGE-PATTERN ARGS...: dmio ARGS exits 2 with its message
+# on stderr and as {"error": ..., "exit": 2} on stdout.
+json_error() {
+	local pattern=$1
+
+	shift
+	run "$@"
+	check "dmio $* exits 2" status 2
+	check "dmio $* still says why on stderr" has "$pattern" "$T/err"
+	check "dmio $* prints one JSON line on stdout" one_line "$T/out"
+	check "dmio $* prints the error and exit 2 as JSON" json \
+		"j['exit'] == 2 and isinstance(j['error'], str)"
+	check "dmio $* puts the message in the JSON" has "$pattern" "$T/out"
+	check "dmio $* creates nothing" [ -z "$(ls -A "$T/w")" ]
+}
+
+head -c 4K /dev/zero >"$T/small"
+json_error "missing destination" copy --json "$T/src"
+json_error "unknown option '--frob'" copy --frob --json "$T/src" "$T/w/d"
+json_error "cannot open source" copy --json "$T/no-such-source" "$T/w/d"
+json_error "too small" copy --json "$T/src" "$T/small"
+json_error "runs past the end" copy --json "$T/src@200" "$T/w/d"
+json_error "missing region" zero --json
+json_error "missing a region to compare with" verify --json "$T/src"
+json_error "cannot open source" verify --json "$T/no-such-source" "$T/src"
+json_error "missing device" info --json
+json_error "unknown option '--json'" --json
+run zero --json
+check "the JSON error names the command" json "j['command'] == 'zero'"
+
 DMIO_BACKEND=bogus run copy "$T/src" "$T/w/d"
 check "a bad DMIO_BACKEND exits 2" status 2
 check "... naming it" has "DMIO_BACKEND='bogus'" "$T/err"
