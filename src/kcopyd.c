@@ -1,13 +1,20 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * kcopyd: copy one region to many, built on the public dm_io() API only.
+ * kcopyd: copy one region to many, built on the public dm_io() API (and
+ * the library's detached-thread helper, for a destroy from a callback).
  *
- * A job is cut into sub-jobs.  Each sub-job takes one buffer from the
- * client's reserve, reads the source into it, then writes it to every
- * destination with one multi-region dm_io(); the buffer goes back when
- * that write completes.  The client's thread hands out buffers (jobs wait
- * when they run out) and calls the notify functions, one at a time.  I/O
- * completions arrive on dm-io's threads and only take the client's lock.
+ * A job is cut into sub-jobs.  Each sub-job takes one of the client's
+ * preallocated, page-aligned buffers, reads the source into it, then
+ * writes it to every destination with one multi-region dm_io(); the buffer
+ * goes back when that write completes, or when the job fails.  The
+ * client's thread hands out buffers (jobs wait when they run out), issues
+ * the reads, and calls the notify functions, one at a time.  Completions
+ * run on dm-io's completion threads and take the client's lock: a read's
+ * completion issues its sub-job's write itself (asynchronously; for
+ * ordered jobs with the lock held, so that none overtakes), a write's
+ * gives the buffer back and, when the job is over, queues the job for the
+ * thread to notify.  A zero job is one write-zeroes, whose completion
+ * queues the job the same way.
  */
 #include <errno.h>
 #include <stdlib.h>
