@@ -28,7 +28,9 @@ struct run;
 struct job {
 	struct run *run;
 	bool busy;
-	uint64_t bytes; /* counted as done when the job completes */
+	bool finished;	   /* done: the loop frees it, after write-behind */
+	sector_t off, len; /* the job's stretch of the regions */
+	uint64_t bytes;	   /* counted as done when the job completes */
 	unsigned int nr;
 	unsigned int map[DM_KCOPYD_MAX_REGIONS]; /* job region -> target */
 	struct dm_kcopyd_errors errs;
@@ -97,7 +99,7 @@ static void job_done(int read_err, unsigned long write_err, void *context)
 	if (read_err || write_err)
 		run->failed = true;
 	run->done += job->bytes;
-	job->busy = false;
+	job->finished = true;
 	run->inflight--;
 	pthread_cond_signal(&run->wake);
 	pthread_mutex_unlock(&run->lock);
@@ -182,6 +184,24 @@ static void flush_destinations(struct engine *e, struct target *dst,
 	}
 }
 
+/* Free the jobs that completed (the lock held) and put their stretches in
+ * @out, for write-behind; returns how many. */
+static unsigned int reap_jobs(struct run *run, sector_t out[][2])
+{
+	unsigned int i, n = 0;
+
+	for (i = 0; i < JOBS_IN_FLIGHT; i++) {
+		struct job *job = &run->jobs[i];
+
+		if (!job->finished)
+			continue;
+		out[n][0] = job->off;
+		out[n++][1] = job->len;
+		job->finished = job->busy = false;
+	}
+	return n;
+}
+
 /*
  * Copy @src to every healthy destination of @dst, or zero them when @src
  * is NULL, then make them durable as @o asks.  Per-destination errors land
@@ -192,10 +212,11 @@ void transfer(struct engine *e, struct target *src, struct target *dst,
 	      struct progress *pg, struct transfer_result *res)
 {
 	struct run run = {.dst = dst, .nr = nr};
+	struct writeback *wb = src ? writeback_start(dst, nr) : NULL;
 	struct io_region from, dests[DM_KCOPYD_MAX_REGIONS];
-	sector_t span = 0, step, off = 0;
+	sector_t span = 0, step, off = 0, finished[JOBS_IN_FLIGHT][2];
 	pthread_condattr_t attr;
-	unsigned int flags = 0, i;
+	unsigned int flags = 0, nr_finished, i;
 	struct timespec ts;
 
 	memset(res, 0, sizeof(*res));
@@ -247,6 +268,8 @@ void transfer(struct engine *e, struct target *src, struct target *dst,
 				continue;
 			}
 			job->busy = true;
+			job->off = off;
+			job->len = len;
 			run.inflight++;
 			pthread_mutex_unlock(&run.lock);
 			if (src) {
@@ -282,15 +305,22 @@ void transfer(struct engine *e, struct target *src, struct target *dst,
 		}
 		pthread_cond_timedwait(&run.wake, &run.lock, &ts);
 		done = run.done;
+		nr_finished = reap_jobs(&run, finished);
 		pthread_mutex_unlock(&run.lock);
 		progress_update(pg, done);
+		for (i = 0; i < nr_finished; i++)
+			writeback_job_done(wb, finished[i][0], finished[i][1]);
 		pthread_mutex_lock(&run.lock);
 	}
 	res->bytes = run.done;
 	res->read_err = run.read_err;
+	nr_finished = reap_jobs(&run, finished);
 	pthread_mutex_unlock(&run.lock);
+	for (i = 0; i < nr_finished; i++)
+		writeback_job_done(wb, finished[i][0], finished[i][1]);
 	pthread_cond_destroy(&run.wake);
 	pthread_mutex_destroy(&run.lock);
+	writeback_end(wb);
 
 	/* Destinations that did not fail themselves still missed the rest,
 	 * or received zeroes for what the source could not give. */
