@@ -12,7 +12,7 @@ BUILD_PACKAGES := gcc meson ninja-build pkg-config liburing-dev libnbd-dev
 # skip with a reason without the tools, but CI has them all).
 TEST_PACKAGES := clang libclang-rt-14-dev libcmocka-dev nbdkit \
 	nbdkit-plugin-dev libnbd-bin qemu-utils fio fuse3 e2fsprogs \
-	util-linux valgrind debhelper dpkg-dev man-db groff-base
+	util-linux strace valgrind debhelper dpkg-dev man-db groff-base
 # `make deps APT_GET=echo` shows what would run, and installs nothing.
 APT_GET ?= apt-get
 # Wait for another apt or dpkg to finish rather than fail.

@@ -30,8 +30,9 @@ struct run;
 struct job {
 	struct run *run;
 	bool busy;
-	bool rescue;	/* a piece of a stretch copied again */
-	bool zero_fill; /* noerror: written with zeroes for what failed */
+	bool wb_pending; /* done; its stretch not yet given to write-behind */
+	bool rescue;	 /* a piece of a stretch copied again */
+	bool zero_fill;	 /* noerror: written with zeroes for what failed */
 	bool read_failed;
 	sector_t pos; /* where it starts, in the order jobs are issued */
 	sector_t len;
@@ -61,6 +62,7 @@ struct run {
 	unsigned int nr_fails;
 	sector_t stop_pos; /* the copy is good before this */
 	sector_t bad_at[DM_KCOPYD_MAX_REGIONS]; /* a destination failed here */
+	struct writeback *wb; /* buffered block devices; NULL: none */
 	struct job jobs[JOBS_IN_FLIGHT];
 };
 
@@ -187,6 +189,7 @@ static void job_done(int read_err, unsigned long write_err, void *context)
 	if (write_err && run->stop_on_error)
 		run->stop_pos = min_sector(run->stop_pos, job->pos);
 	run->done += job->bytes;
+	job->wb_pending = run->wb != NULL;
 	job->busy = false;
 	run->inflight--;
 	pthread_cond_signal(&run->wake);
@@ -235,7 +238,7 @@ static struct job *free_job(struct run *run)
 	unsigned int i;
 
 	for (i = 0; i < JOBS_IN_FLIGHT; i++)
-		if (!run->jobs[i].busy)
+		if (!run->jobs[i].busy && !run->jobs[i].wb_pending)
 			return &run->jobs[i];
 	return NULL;
 }
@@ -272,6 +275,31 @@ static int start_job(struct engine *e, struct run *run, struct job *job,
 	return ret;
 }
 
+/* Hand the stretches of the jobs done since the last call to write-behind,
+ * the lock held (dropped meanwhile); returns how many. */
+static unsigned int write_behind(struct run *run)
+{
+	sector_t done[JOBS_IN_FLIGHT][2];
+	unsigned int i, n = 0;
+
+	for (i = 0; i < JOBS_IN_FLIGHT; i++) {
+		struct job *job = &run->jobs[i];
+
+		if (!job->wb_pending)
+			continue;
+		done[n][0] = stretch_start(run, job->pos, job->len);
+		done[n++][1] = job->len;
+		job->wb_pending = false;
+	}
+	if (!n)
+		return 0;
+	pthread_mutex_unlock(&run->lock);
+	for (i = 0; i < n; i++)
+		writeback_job_done(run->wb, done[i][0], done[i][1]);
+	pthread_mutex_lock(&run->lock);
+	return n;
+}
+
 /* Wait (the lock held) for the jobs in flight, or a tenth of a second. */
 static void wait_a_little(struct run *run, struct progress *pg)
 {
@@ -284,7 +312,11 @@ static void wait_a_little(struct run *run, struct progress *pg)
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000L;
 	}
-	pthread_cond_timedwait(&run->wake, &run->lock, &ts);
+	/* Jobs freed by write-behind are a wake-up of their own. */
+	if (!write_behind(run)) {
+		pthread_cond_timedwait(&run->wake, &run->lock, &ts);
+		write_behind(run);
+	}
 	done = run->done;
 	pthread_mutex_unlock(&run->lock);
 	progress_update(pg, done);
@@ -491,7 +523,8 @@ void transfer(struct engine *e, struct target *src, struct target *dst,
 			  .dst = dst,
 			  .nr = nr,
 			  .max_inflight = JOBS_IN_FLIGHT,
-			  .stop_on_error = o->stop_on_error};
+			  .stop_on_error = o->stop_on_error,
+			  .wb = src ? writeback_start(dst, nr) : NULL};
 	struct io_region dests[DM_KCOPYD_MAX_REGIONS];
 	sector_t step, pos = 0;
 	pthread_condattr_t attr;
@@ -586,9 +619,11 @@ void transfer(struct engine *e, struct target *src, struct target *dst,
 		run.stop_pos = min_sector(run.stop_pos, run.fails[i].sector);
 	res->bytes = src ? run.read : run.done;
 	res->read_err = run.read_err;
+	write_behind(&run);
 	pthread_mutex_unlock(&run.lock);
 	pthread_cond_destroy(&run.wake);
 	pthread_mutex_destroy(&run.lock);
+	writeback_end(run.wb);
 
 	settle_destinations(&run, pos, o);
 	if (o->durability == DURABLE_FLUSH && res->started)

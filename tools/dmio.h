@@ -151,6 +151,13 @@ void transfer(struct engine *e, struct target *src, struct target *dst,
 int cmd_copy(int argc, char *argv[]);
 int cmd_zero(int argc, char *argv[]);
 
+/* writeback.c: write-behind for buffered block-device destinations of a
+ * copy; NULL (nothing to do) is a valid handle for the other two. */
+struct writeback;
+struct writeback *writeback_start(const struct target *dst, unsigned int nr);
+void writeback_job_done(struct writeback *wb, sector_t off, sector_t len);
+void writeback_end(struct writeback *wb);
+
 /* verify.c */
 int compare_regions(struct engine *e, struct target *a, struct target *b,
 		    unsigned int nr, struct progress *pg, uint64_t *compared);
