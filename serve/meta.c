@@ -167,18 +167,20 @@ int meta_write(struct mirror *m, unsigned int i, uint64_t gen, bool clean)
  */
 void meta_publish(struct mirror *m)
 {
-	unsigned int i;
+	unsigned int i, insync = 0;
 
 	pthread_mutex_lock(&m->lock);
 	m->nr_legs = 0;
-	for (i = 0; i < MIRROR_MAX_LEGS; i++)
+	for (i = 0; i < MIRROR_MAX_LEGS; i++) {
 		m->nr_legs += m->legs[i].state != LEG_EMPTY;
+		insync |= (m->legs[i].state == LEG_INSYNC) << i;
+	}
 	pthread_mutex_unlock(&m->lock);
 	for (i = 0; i < MIRROR_MAX_LEGS; i++) {
 		struct leg *l = &m->legs[i];
 		int ret;
 
-		if (l->state != LEG_INSYNC)
+		if (!(insync & 1u << i))
 			continue;
 		ret = meta_write(m, i, m->gen, false);
 		if (!ret)

@@ -180,15 +180,17 @@ static int parse_index(const char *s)
 /* A leg by its index or its spec; -1 when there is none. */
 int mirror_find_leg(struct mirror *m, const char *what)
 {
-	int i = parse_index(what);
+	int i = parse_index(what), found = -1;
 
+	pthread_mutex_lock(&m->lock);
 	if (i >= 0)
-		return m->legs[i].state == LEG_EMPTY ? -1 : i;
-	for (i = 0; i < MIRROR_MAX_LEGS; i++)
+		found = m->legs[i].state == LEG_EMPTY ? -1 : i;
+	for (i = 0; found < 0 && i < MIRROR_MAX_LEGS; i++)
 		if (m->legs[i].state != LEG_EMPTY &&
 		    !strcmp(m->legs[i].spec, what))
-			return i;
-	return -1;
+			found = i;
+	pthread_mutex_unlock(&m->lock);
+	return found;
 }
 
 /* Which leg's data wins: the one given, else one whose history holds
@@ -873,11 +875,12 @@ int mirror_add_leg(struct mirror *m, const char *spec, char *msg, size_t len)
 	int i = mirror_find_leg(m, spec), ret;
 
 	pthread_mutex_lock(&m->meta_lock);
+	pthread_mutex_lock(&m->lock);
 	if (i >= 0 && m->legs[i].state != LEG_FAILED) {
 		snprintf(msg, len, "leg %d is %s", i,
 			 leg_state_name(m->legs[i].state));
 		ret = -EBUSY;
-		goto out;
+		goto out_locked;
 	}
 	if (i < 0) {
 		for (i = 0; i < MIRROR_MAX_LEGS; i++)
@@ -887,18 +890,17 @@ int mirror_add_leg(struct mirror *m, const char *spec, char *msg, size_t len)
 			snprintf(msg, len, "no free slot (%d legs at most)",
 				 MIRROR_MAX_LEGS);
 			ret = -ENOSPC;
-			goto out;
+			goto out_locked;
 		}
 		l = &m->legs[i];
 		free(l->spec);
 		l->spec = strdup(spec);
 		if (!l->spec) {
 			ret = -ENOMEM;
-			goto out;
+			goto out_locked;
 		}
 	}
 	l = &m->legs[i];
-	pthread_mutex_lock(&m->lock);
 	wait_unused(m, l);
 	old = l->bdev;
 	l->bdev = NULL;
@@ -908,11 +910,12 @@ int mirror_add_leg(struct mirror *m, const char *spec, char *msg, size_t len)
 	ret = open_leg(m, l);
 	if (ret) {
 		snprintf(msg, len, "%s: %s", l->spec, strerror(-ret));
+		pthread_mutex_lock(&m->lock);
 		if (l->state == LEG_EMPTY) {
 			free(l->spec);
 			l->spec = NULL;
 		}
-		goto out;
+		goto out_locked;
 	}
 	if (meta_room(l->bdev) < m->data_sectors) {
 		snprintf(msg, len, "%s is smaller than the mirror", l->spec);
@@ -946,6 +949,9 @@ int mirror_add_leg(struct mirror *m, const char *spec, char *msg, size_t len)
 		 i, l->spec, l->need_count, m->nr_regions);
 	mirror_event("%s", msg);
 	ret = 0;
+	goto out;
+out_locked:
+	pthread_mutex_unlock(&m->lock);
 out:
 	pthread_mutex_unlock(&m->meta_lock);
 	daemon_kick(m);

@@ -41,7 +41,7 @@ static void copy_done(int read_err, unsigned long write_err, void *context)
 /* Sleep until @until (monotonic seconds), or until the mirror stops. */
 static void sleep_until(struct mirror *m, double until)
 {
-	while (!__atomic_load_n(&m->stopping, __ATOMIC_RELAXED)) {
+	while (!__atomic_load_n(&m->stopping, __ATOMIC_ACQUIRE)) {
 		double left = until - mirror_now();
 		struct timespec ts;
 
@@ -375,6 +375,9 @@ static void *daemon_main(void *arg)
 		bool resync = resync_wanted(m), scrub = m->scrub.requested;
 		bool copied = false;
 
+		if (scrub && !resync)
+			m->scrub.requested = false;
+
 		if (resync && !m->resync_running) {
 			unsigned int i;
 
@@ -400,12 +403,13 @@ static void *daemon_main(void *arg)
 			if (pass_bytes) {
 				double t = mirror_now() - pass_start;
 
+				pthread_mutex_lock(&m->lock);
 				m->resync_bytes_per_s =
 					t > 0 ? (double)pass_bytes / t : 0;
+				pthread_mutex_unlock(&m->lock);
 			}
 			rate_wait(m, pass_start, pass_bytes);
 		} else if (scrub) {
-			m->scrub.requested = false;
 			scrub_run(m);
 		}
 		promote(m);
@@ -459,7 +463,7 @@ void daemon_stop(struct mirror *m)
 	if (!m->daemon_started)
 		return;
 	pthread_mutex_lock(&m->lock);
-	m->stopping = true;
+	__atomic_store_n(&m->stopping, true, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->lock);
 	pthread_join(m->daemon, NULL);

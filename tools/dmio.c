@@ -33,10 +33,12 @@ static const char general_help[] =
 	"  info SPEC...     what devices are and can do; the I/O backend\n"
 	"  demo             copy random data to three mirror images, verify\n"
 	"  help [COMMAND]   this text, or a command's\n"
+	"  -V, --version    the version\n"
 	"\n"
 	"A region is SPEC[@SECTOR[+COUNT]]: a file, block device or NBD URI,\n"
-	"then 512-byte sectors, or bytes with a K, M, G or T suffix\n"
-	"(disk.img@1M+64M).\n"
+	"then 512-byte sectors, or bytes with a suffix: K, M, G, T (or KiB,\n"
+	"MiB...) count powers of 1024, KB, MB, GB, TB powers of 1000; whole\n"
+	"sectors only (disk.img@1M+1.5G).\n"
 	"\n"
 	"Exit status: 0 all good, 1 a destination failed or differs,\n"
 	"2 usage or source error.  Options: dmio COMMAND --help; dmio(1).\n";
@@ -300,7 +302,7 @@ int main(int argc, char *argv[])
 		return usage_error("missing command");
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
 		cmd = find_command("help");
-	else if (!strcmp(argv[1], "--version"))
+	else if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))
 		return printf("dmio %s (libdmio)\n", DMIO_VERSION) < 0;
 	else if (argv[1][0] == '-')
 		return usage_error("unknown option '%s'", argv[1]);

@@ -38,7 +38,8 @@ struct target {
 	/* verify: where the first difference is (sectors into the region) */
 	bool differs;
 	sector_t first_diff;
-	const char *diff_note; /* why, when a region ended first */
+	sector_t compared;    /* verify: sectors compared before deciding */
+	bool shorter, longer; /* verify: it ended before A, or A before it */
 	/* copy and zero: bytes written to it, and the stretch of the region
 	 * known to hold what the run meant to write there */
 	uint64_t written;

@@ -68,9 +68,11 @@ const char *verify_result(const struct target *t, char *buf, size_t len)
 	}
 	if (!t->differs)
 		return "same";
-	snprintf(buf, len, "differs at sector %llu%s%s%s",
-		 (unsigned long long)t->first_diff, t->diff_note ? " (" : "",
-		 t->diff_note ? t->diff_note : "", t->diff_note ? ")" : "");
+	snprintf(buf, len, "%s at sector %llu",
+		 t->shorter  ? "B is shorter: it ends"
+		 : t->longer ? "B is longer: A ends"
+			     : "differs",
+		 (unsigned long long)t->first_diff);
 	return buf;
 }
 

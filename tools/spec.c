@@ -16,50 +16,75 @@
 /* Byte offsets of every sector must fit in 64 bits, as dm_io() asks. */
 #define MAX_SECTORS (UINT64_MAX >> SECTOR_SHIFT)
 
+__extension__ typedef unsigned __int128 wide_t; /* NUMBER times its unit */
+
+/* The unit a suffix names, in bytes: K, M, G, T in either case, alone or
+ * with "iB", are powers of 1024; with "B" alone, of 1000 (as dd(1) and
+ * truncate(1) read them).  Returns 0 for anything else. */
+static uint64_t unit_bytes(const char *s, size_t len)
+{
+	static const char units[] = "KMGT";
+	const char *unit =
+		len ? memchr(units, toupper((unsigned char)*s), 4) : NULL;
+	uint64_t base = 1024, bytes = 1;
+	unsigned int i;
+
+	if (!unit)
+		return 0;
+	if (len == 2 && toupper((unsigned char)s[1]) == 'B')
+		base = 1000;
+	else if (len != 1 && (len != 3 || strncasecmp(s + 1, "iB", 2)))
+		return 0;
+	for (i = 0; i <= (unsigned int)(unit - units); i++)
+		bytes *= base;
+	return bytes;
+}
+
 /*
- * The @len characters at @s as NUMBER[K|M|G|T[iB]]: a plain number counts
- * sectors, a suffixed one bytes (always whole sectors, since every suffix
- * is a multiple of 1024).  Returns 0, -EINVAL when the text is not an
- * amount at all, or -ERANGE when it is one but too large.
+ * The @len characters at @s as NUMBER[.FRACTION][UNIT]: a plain number
+ * counts sectors, one with a unit bytes, which must come to whole
+ * sectors (1.5M does, 1MB does not).  Returns 0, -EINVAL when the text is
+ * not such an amount, -EDOM when it is not whole sectors, or -ERANGE when
+ * it is too large.
  */
 static int amount(const char *s, size_t len, sector_t *sectors)
 {
-	static const char units[] = "KMGT";
-	uint64_t val = 0;
-	unsigned int shift = 0;
-	bool overflow = false;
-	const char *unit;
-	size_t i = 0;
+	wide_t val = 0, den = 1, unit = 1 << SECTOR_SHIFT;
+	bool overflow = false, point = false;
+	size_t i = 0, digits = 0;
 
-	for (; i < len && isdigit((unsigned char)s[i]); i++) {
-		unsigned int digit = (unsigned int)(s[i] - '0');
-
-		if (val > (UINT64_MAX - digit) / 10)
+	for (; i < len && (isdigit((unsigned char)s[i]) || s[i] == '.'); i++) {
+		if (s[i] == '.') {
+			if (point)
+				return -EINVAL;
+			point = true;
+			continue;
+		}
+		digits++;
+		/* 19 digits of each part at most, so the product fits. */
+		if (val >= (wide_t)1e19 || den >= (wide_t)1e19)
 			overflow = true;
 		else
-			val = val * 10 + digit;
+			val = val * 10 + (unsigned int)(s[i] - '0');
+		if (point && !overflow)
+			den *= 10;
 	}
-	if (!i)
+	if (!digits)
 		return -EINVAL;
 	if (i < len) {
-		unit = s[i] ? strchr(units, toupper((unsigned char)s[i]))
-			    : NULL;
+		unit = unit_bytes(s + i, len - i);
 		if (!unit)
 			return -EINVAL;
-		shift = 10 * (unsigned int)(unit - units + 1);
-		i++;
-		if (len - i == 2 && !strncmp(s + i, "iB", 2))
-			i += 2;
-		if (i != len)
-			return -EINVAL;
 	}
-	if (overflow || (shift && val > UINT64_MAX >> shift))
+	if (overflow)
 		return -ERANGE;
-	if (shift)
-		val = (val << shift) >> SECTOR_SHIFT;
+	val *= unit;
+	if (val % (den << SECTOR_SHIFT))
+		return -EDOM;
+	val /= den << SECTOR_SHIFT;
 	if (val > MAX_SECTORS)
 		return -ERANGE;
-	*sectors = val;
+	*sectors = (sector_t)val;
 	return 0;
 }
 
@@ -72,13 +97,16 @@ int parse_amount(const char *s, sector_t *sectors)
  * Split @arg at its last '@' when what follows reads as SECTOR[+COUNT];
  * otherwise all of it names the device, so that NBD URIs with a user name
  * and paths with an '@' of their own still work (add "@0" to force it).
- * Returns 0, -ERANGE for a region out of range, or -ENOMEM.
+ * What follows an '@' and starts with a digit is meant as a region, so a
+ * mistyped one is an error (-EINVAL) unless all of @arg names a file.
+ * Returns 0, -EINVAL, -ERANGE for a region out of range, or -ENOMEM.
  */
 static int target_parse(struct target *t, const char *arg)
 {
-	const char *at = strrchr(arg, '@'), *num, *plus = NULL;
+	const char *at = strrchr(arg, '@'), *num = NULL, *plus = NULL;
 	sector_t sector = 0, count = 0;
 	int ret = -EINVAL, ret2 = 0;
+	struct stat st;
 
 	memset(t, 0, sizeof(*t));
 	t->arg = arg;
@@ -90,10 +118,15 @@ static int target_parse(struct target *t, const char *arg)
 		if (plus)
 			ret2 = amount(plus + 1, strlen(plus + 1), &count);
 	}
-	if (ret == -EINVAL || ret2 == -EINVAL) {
+	if (ret == -EDOM || ret2 == -EDOM)
+		ret = -EINVAL;
+	if ((ret == -EINVAL || ret2 == -EINVAL) &&
+	    (!num || !isdigit((unsigned char)*num) || !stat(arg, &st))) {
 		t->spec = strdup(arg);
 		return t->spec ? 0 : -ENOMEM;
 	}
+	if (ret == -EINVAL || ret2 == -EINVAL)
+		return -EINVAL;
 	if (ret || ret2 || count > MAX_SECTORS - sector)
 		return -ERANGE;
 	t->spec = strndup(arg, (size_t)(at - arg));
@@ -120,9 +153,17 @@ struct target *parse_targets(char *const args[], unsigned int nr, int *status)
 		ret = target_parse(&t[i], args[i]);
 	if (!ret)
 		return t;
-	*status = ret == -ERANGE ? usage_error("region '%s' is out of range",
-					       args[i - 1])
-				 : fatal("%s", strerror(-ret));
+	if (ret == -ERANGE)
+		*status =
+			usage_error("region '%s' is out of range", args[i - 1]);
+	else if (ret == -EINVAL)
+		*status = usage_error(
+			"bad region '%s': write SPEC@SECTOR+COUNT in 512-byte "
+			"sectors, or in bytes with K, M, G, T (KiB...) or KB, "
+			"MB, GB, TB (powers of 1000), whole sectors only",
+			args[i - 1]);
+	else
+		*status = fatal("%s", strerror(-ret));
 	targets_release(t, nr, false);
 	free(t);
 	return NULL;

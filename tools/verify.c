@@ -99,11 +99,12 @@ static sector_t available(const struct target *b)
 	return size - b->sector < b->count ? size - b->sector : b->count;
 }
 
-static void set_difference(struct target *b, sector_t at, const char *note)
+/* @b differs from A at sector @at: its content, or one region ends there. */
+static void set_difference(struct target *b, sector_t at)
 {
 	b->differs = true;
 	b->first_diff = at;
-	b->diff_note = note;
+	b->compared = at;
 }
 
 /* The first sector at which @x and @y differ, or @sectors. */
@@ -145,15 +146,20 @@ static int compare_chunk(struct engine *e, struct target *a, struct target *b,
 			continue;
 		if (reads[i + 1].result) {
 			b[i].err = reads[i + 1].result;
+			b[i].compared = off;
 			continue;
 		}
 		avail = available(&b[i]);
 		m = avail <= off ? 0 : avail - off < n ? avail - off : n;
 		at = first_difference(buf[0], buf[i + 1], m);
-		if (at < m)
-			set_difference(&b[i], off + at, NULL);
-		else if (m < n)
-			set_difference(&b[i], off + m, "end of B");
+		if (at < m) {
+			set_difference(&b[i], off + at);
+		} else if (m < n) {
+			set_difference(&b[i], off + m);
+			b[i].shorter = true;
+		} else {
+			b[i].compared = off + n;
+		}
 	}
 	return 0;
 }
@@ -200,14 +206,19 @@ int compare_regions(struct engine *e, struct target *a, struct target *b,
 			off += n;
 		progress_update(pg, BYTES(off));
 	}
-	*compared = BYTES(off);
+	/* What was compared, not what was read: a chunk read in full may be
+	 * decided after its first sector. */
+	*compared = 0;
 	for (i = 0; i < nr; i++) {
-		if (!undecided(&b[i]))
-			continue;
-		if (ret || interrupted)
+		if (undecided(&b[i]) && (ret || interrupted)) {
 			b[i].err = -ECANCELED;
-		else if (b[i].count > a->count)
-			set_difference(&b[i], a->count, "end of A");
+			b[i].compared = off;
+		} else if (undecided(&b[i]) && b[i].count > a->count) {
+			set_difference(&b[i], a->count);
+			b[i].longer = true;
+		}
+		if (BYTES(b[i].compared) > *compared)
+			*compared = BYTES(b[i].compared);
 	}
 
 	pthread_cond_destroy(&batch.done);
@@ -241,6 +252,11 @@ static void print_json(const struct target *a, const struct target *b,
 			printf("%llu", (unsigned long long)b[i].first_diff);
 		else
 			printf("null");
+		printf(",\"bytes\":%llu,\"ends_first\":%s",
+		       (unsigned long long)BYTES(b[i].compared),
+		       b[i].shorter  ? "\"B\""
+		       : b[i].longer ? "\"A\""
+				     : "null");
 		printf(",\"ok\":%s,\"errno\":%d,\"error\":",
 		       b[i].err ? "false" : "true", -b[i].err);
 		json_string(stdout, b[i].err ? error_text(b[i].err) : NULL);

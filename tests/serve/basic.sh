@@ -63,6 +63,15 @@ check "and reach every leg alike" same_legs $EXP "$T/a" "$T/b" "$C_uri"
 check "status (text) names the legs and their state" \
 	grep -Eq "^leg 2: nbd\+unix.* in-sync" "$T/status.txt"
 
+# Scrub: a leg changed behind the mirror's back, in region 2 only.
+head -c 4096 /dev/urandom | dd of="$T/b" bs=4k seek=300 conv=notrunc status=none
+"$DMIO" serve --scrub "$CTL" >/dev/null
+check "--scrub compares the legs online" wait_for '.scrub.done'
+check "and reports the one differing region" test \
+	"$(st '[.scrub.differing, .scrub.first] | tostring')" = '[1,[2]]'
+qemu-io -f raw -c 'write -P 0x11 1M 512k' "$MURI" >/dev/null # heal it
+nbdcopy "$MURI" "$T/back2"
+
 stop_mirror
 mirror "$T/a" "$T/b" "$C_uri"
 check "a clean restart resyncs nothing" test "$(st '.resync.resynced_regions')" -eq 0

@@ -43,7 +43,7 @@ truncate -s $SIZE "$T/a"
 mem_leg B b $SIZE
 mirror --nosync --leg-timeout 2000 "$T/a" "$B_uri" || { not_ok "mirror starts"; done_testing; }
 run_fio kill
-sleep 1
+wait_for '.legs[0].writes > 200' >/dev/null
 kill -KILL "$B"
 wait "$B" 2>/dev/null
 check "SIGKILL of a leg's nbdkit: fio finishes, zero verify errors" fio_ok kill
@@ -65,7 +65,7 @@ kill -KILL "$B"
 mem_leg B b $SIZE
 mirror --nosync --leg-timeout 1000 "$T/a" "$B_uri" || { not_ok "mirror starts"; done_testing; }
 run_fio stop
-sleep 1
+wait_for '.legs[0].writes > 200' >/dev/null
 kill -STOP "$B"
 check "SIGSTOP of a leg's nbdkit: fio finishes, zero verify errors" fio_ok stop
 check "status: leg 1 failed with ETIMEDOUT" test \

@@ -31,7 +31,7 @@ cleanup() {
 	for l in "${loops[@]}"; do
 		losetup -d "$l" 2>/dev/null
 	done
-	rm -rf "$T"
+	[[ -n ${KEEP:-} ]] && echo "# kept $T" || rm -rf "$T"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -172,6 +172,10 @@ same_legs() {
 			return 1
 		}
 	done
+}
+
+legs_differ() {
+	! same_legs "$@" >/dev/null
 }
 
 # same_file A B: byte-identical.

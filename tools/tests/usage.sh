@@ -24,6 +24,24 @@ run --version
 check "dmio --version exits 0" status 0
 check "dmio --version names the tool" has "^dmio [0-9]+\.[0-9]+\.[0-9]+" "$T/out"
 
+run -V
+check "dmio -V prints the version too" has "^dmio [0-9]+\.[0-9]+\.[0-9]+" \
+	"$T/out"
+
+# ---- region syntax: what people type ----
+# same_region REGION: dmio verify of REGION against itself reads the
+# region that sectors 2048+3072 (1 MiB + 1.5 MiB) name.
+random_file "$T/big" 3M
+for region in 1M+1.5M 1mib+1.5MiB 1024K+1536k 2048+3072 1.0M+3072; do
+	run verify --json "$T/big@$region" "$T/big@2048+3072"
+	check "region @$region is sectors 2048+3072" json \
+		"j['exit'] == 0 and j['bytes'] == 1536 * 1024"
+done
+run verify --json "$T/big@0+1GB" "$T/big"
+check "GB counts powers of 1000 (1GB runs past a 3 MiB file)" \
+	has "runs past the end of its device" "$T/err"
+rm "$T/big"
+
 # ---- usage errors ----
 # usage_error MESSAGE-PATTERN ARGS...: dmio ARGS fails as a usage error
 # should, and leaves the work folder empty.
@@ -48,6 +66,10 @@ usage_error "missing source and destination" copy
 usage_error "missing destination" copy "$T/src"
 usage_error "out of range" copy "$T/src@99999999999999999999999" "$T/w/d"
 usage_error "out of range" copy "$T/src" "$T/w/d@1+36028797018963968"
+usage_error "bad region '$T/src@1MB'.*SPEC@SECTOR\+COUNT.*K, M, G, T" \
+	copy "$T/src@1MB" "$T/w/d"
+usage_error "bad region '$T/w/d@1x'" copy "$T/src" "$T/w/d@1x"
+usage_error "bad region '$T/src@0\+1.5'" verify "$T/src@0+1.5" "$T/src"
 usage_error "at most 8 destinations" copy "$T/src" \
 	"$T/w/1" "$T/w/2" "$T/w/3" "$T/w/4" "$T/w/5" "$T/w/6" "$T/w/7" \
 	"$T/w/8" "$T/w/9"

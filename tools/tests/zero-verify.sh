@@ -50,6 +50,8 @@ check "a flipped byte exits 1" status 1
 check "... the same file is still same" has "^ +1 +$T/same +same$" "$T/out"
 check "... and the flipped one differs at sector 9" \
 	has "^ +2 +$T/flip +differs at sector 9$" "$T/out"
+check "the summary counts the bytes compared" \
+	has "^dmio verify: compared 2\.0 MiB with 2 regions" "$T/err"
 
 run verify --json "$T/src" "$T/same" "$T/flip"
 check "verify --json: command, source, exit" json \
@@ -58,6 +60,9 @@ check "verify --json: command, source, exit" json \
 check "verify --json: same and first_difference" json \
 	"[(c['same'], c['first_difference']) for c in j['compared']] ==
 	 [(True, None), (False, 9)]"
+check "verify --json: bytes compared with each B" json \
+	"[c['bytes'] for c in j['compared']] == [2097152, 9 * 512] and
+	 [c['ends_first'] for c in j['compared']] == [None, None]"
 
 run verify "$T/src@8+16" "$T/flip@8"
 check "regions: the sector counts from the region's start" \
@@ -68,11 +73,21 @@ check "B takes A's length: the first 8 sectors are the same" status 0
 head -c 1M "$T/src" >"$T/short"
 run verify "$T/src" "$T/short"
 check "a shorter B exits 1" status 1
-check "... differing where it ends" \
-	has "differs at sector 2048 \(end of B\)$" "$T/out"
+check "... the table says B is shorter and where it ends" \
+	has "short +B is shorter: it ends at sector 2048$" "$T/out"
+check "... the summary counts what was compared, not what was read" \
+	has "^dmio verify: compared 1\.0 MiB with 1 region" "$T/err"
+run verify --json "$T/src" "$T/short"
+check "... --json: bytes compared and which region ends first" json \
+	"j['bytes'] == 1048576 and j['compared'][0]['bytes'] == 1048576 and
+	 j['compared'][0]['ends_first'] == 'B' and
+	 j['compared'][0]['first_difference'] == 2048"
 run verify "$T/src@0+8" "$T/same@0+16"
-check "a longer B region differs where A ends" \
-	has "differs at sector 8 \(end of A\)$" "$T/out"
+check "a longer B region: the table says where A ends" \
+	has "B is longer: A ends at sector 8$" "$T/out"
+run verify --json "$T/src@0+8" "$T/same@0+16"
+check "... --json: A ends first" json \
+	"j['bytes'] == 4096 and j['compared'][0]['ends_first'] == 'A'"
 
 run verify "$T/src" "$T/none" "$T/same"
 check "a B that cannot be opened exits 1" status 1
