@@ -30,12 +30,23 @@ args="--ioengine=nbd --uri=$MURI --rw=randwrite --bs=64k --iodepth=16 --numjobs=
 fio --name=fill $args >"$T/fill.out" 2>&1
 check "fio writes its data" test $? -eq 0
 r0=$(st '[.legs[].reads] | add')
-# shellcheck disable=SC2086
-fio --name=fill $args --verify_only --rate=4m >"$T/read.out" 2>&1 &
+# One verifying pass takes well under a second, so passes run back to
+# back until the leg has died and been marked failed: the kill lands in
+# the middle of reading, whatever the machine's speed.
+(
+	for ((i = 0; i < 600; i++)); do
+		# shellcheck disable=SC2086
+		fio --name=fill $args --verify_only >"$T/read.out" 2>&1 || exit 1
+		[[ -e $T/stop ]] && exit 0
+	done
+	exit 2
+) &
 f=$!
 pids+=("$f")
 wait_for "[.legs[].reads] | add > $r0 + 20" >/dev/null
 kill -KILL "$A"
+wait_for '.legs[0].state == "failed"' 30 >/dev/null
+touch "$T/stop"
 wait "$f"
 check "fio's verifying reads finish with no error after leg 0 died" test $? -eq 0
 check "status: leg 0 failed, leg 1 in sync" test \
