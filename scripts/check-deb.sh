@@ -39,4 +39,30 @@ truncate -s 1M "$tmp/disk.img"
 "$tmp/api-all" "$tmp/disk.img"
 dmio info "$tmp/disk.img" >/dev/null
 man -w dmio dm_io dm_io_async_bvec libdmio >/dev/null
-echo "check-deb: libdmio0, libdmio-dev and dmio build, install and work"
+# dmio serve from the package: nbdkit finds the packaged plugin.
+if command -v nbdkit >/dev/null && command -v nbdinfo >/dev/null; then
+	truncate -s 8M "$tmp/leg0" "$tmp/leg1"
+	dmio serve --socket "$tmp/m.sock" --nosync "$tmp/leg0" "$tmp/leg1" \
+		2>"$tmp/serve.err" &
+	serve=$!
+	i=0
+	until nbdinfo --size "nbd+unix:///?socket=$tmp/m.sock" \
+		>"$tmp/size" 2>/dev/null; do
+		i=$((i + 1))
+		if [ $i -gt 100 ] || ! kill -0 $serve 2>/dev/null; then
+			cat "$tmp/serve.err"
+			kill $serve 2>/dev/null || true
+			echo "check-deb: the packaged dmio serve did not start" >&2
+			exit 1
+		fi
+		sleep 0.1
+	done
+	kill $serve
+	wait $serve || true
+	[ "$(cat "$tmp/size")" -eq $((8 * 1048576 - 4096)) ] || {
+		echo "check-deb: the packaged export has the wrong size" >&2
+		exit 1
+	}
+	man -w nbdkit-dmio-plugin >/dev/null
+fi
+echo "check-deb: libdmio0, libdmio-dev and dmio (with its nbdkit plugin) build, install and work"
