@@ -15,6 +15,8 @@ TEST_PACKAGES := clang libclang-rt-14-dev libcmocka-dev nbdkit \
 	util-linux strace valgrind debhelper dpkg-dev man-db groff-base
 # `make deps APT_GET=echo` shows what would run, and installs nothing.
 APT_GET ?= apt-get
+# What says a package is installed (the package-list test fakes it).
+DPKG_QUERY ?= dpkg-query
 # Wait for another apt or dpkg to finish rather than fail.
 APT_LOCK := -o DPkg::Lock::Timeout=600
 
@@ -36,7 +38,7 @@ all: build
 define install-missing
 	@missing=""; \
 	for p in $(1); do \
-		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+		$(DPKG_QUERY) -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	[ -n "$$missing" ] || exit 0; \
 	if [ "$$(id -u)" != 0 ]; then \
