@@ -1,44 +1,74 @@
-# Convenience wrapper around meson: installs what the build needs (as root,
-# with apt-get), configures, builds and runs.  `make demo` and `make test`
-# are the README's quick start; CI runs `make test` and nothing else.
+# Convenience wrapper around meson: installs what is needed (as root, with
+# apt-get: the build's packages for `make demo` and `make build`, the test
+# suite's too for `make test` and the check-* targets), configures, builds
+# and runs.  `make demo` and `make test` are the README's quick start; CI
+# runs `make test` and nothing else.
 
 BUILD ?= build
 MESON_OPTS ?=
-# Everything `make test` needs on a fresh Debian 12 machine.
-PACKAGES := gcc clang libclang-rt-14-dev liburing-dev libcmocka-dev \
-	libnbd-dev nbdkit meson ninja-build pkg-config python3 util-linux \
-	valgrind debhelper dpkg-dev man-db groff-base
+# What building and running the library and the tool needs (`make demo`).
+BUILD_PACKAGES := gcc meson ninja-build pkg-config liburing-dev libnbd-dev
+# What `make test` needs on top, on a fresh Debian 12 machine (some tests
+# skip with a reason without the tools, but CI has them all).
+TEST_PACKAGES := clang libclang-rt-14-dev libcmocka-dev nbdkit \
+	nbdkit-plugin-dev libnbd-bin qemu-utils fio fuse3 e2fsprogs \
+	util-linux valgrind debhelper dpkg-dev man-db groff-base
+# `make deps APT_GET=echo` shows what would run, and installs nothing.
+APT_GET ?= apt-get
+# Wait for another apt or dpkg to finish rather than fail.
+APT_LOCK := -o DPkg::Lock::Timeout=600
 
 TSAN_OPTIONS_FILE := $(CURDIR)/tests/tsan.supp
 VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full \
 	--errors-for-leak-kinds=definite,indirect \
 	--show-leak-kinds=definite,indirect
 
-.PHONY: all deps build test check check-asan check-tsan check-valgrind \
+.PHONY: all deps deps-test build build-tests test check check-asan check-tsan check-valgrind \
 	check-install check-deb check-fuzz soak soak-long soak-self-test fuzz \
 	demo bench install clean
 
 all: build
 
-# Install missing Debian packages; as a normal user, say which are missing.
-deps:
+# Install the missing packages of the list $(1) as root; as a normal
+# user, say which are missing.  apt-get update does not wait for another
+# apt's lock on the package lists (DPkg::Lock::Timeout covers only
+# dpkg's), so it is retried for up to ten minutes.
+define install-missing
 	@missing=""; \
-	for p in $(PACKAGES); do \
+	for p in $(1); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
-	if [ -n "$$missing" ]; then \
-		if [ "$$(id -u)" = 0 ]; then \
-			echo "installing:$$missing"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing </dev/null; \
-		else \
-			echo "missing packages:$$missing (run as root, or: sudo apt-get install$$missing)" >&2; exit 1; \
-		fi; \
-	fi
+	[ -n "$$missing" ] || exit 0; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "missing packages:$$missing (run as root, or: sudo apt-get install$$missing)" >&2; exit 1; \
+	fi; \
+	echo "installing:$$missing"; \
+	tries=1; \
+	until $(APT_GET) $(APT_LOCK) update -qq </dev/null; do \
+		[ $$tries -lt 60 ] || exit 1; tries=$$((tries + 1)); \
+		echo "apt-get update failed; trying again in 10 s" >&2; sleep 10; \
+	done; \
+	DEBIAN_FRONTEND=noninteractive $(APT_GET) $(APT_LOCK) install -y -qq $$missing </dev/null
+endef
 
+deps:
+	$(call install-missing,$(BUILD_PACKAGES))
+
+deps-test:
+	$(call install-missing,$(BUILD_PACKAGES) $(TEST_PACKAGES))
+
+# Without cmocka (`make demo` on a fresh machine) the tests are left out
+# of the build; build-tests installs what they need and puts them back.
 $(BUILD)/build.ninja:
-	meson setup $(BUILD) $(MESON_OPTS)
+	meson setup $(BUILD) \
+		-Dtests=$$(pkg-config --exists cmocka && echo true || echo false) \
+		$(MESON_OPTS)
 
 build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+build-tests: deps-test $(BUILD)/build.ninja
+	meson configure $(BUILD) -Dtests=true $(MESON_OPTS) >/dev/null
 	ninja -C $(BUILD)
 
 # The whole suite: every test on both backends and with io_uring blocked
@@ -49,13 +79,13 @@ test: check check-asan check-tsan check-valgrind check-fuzz check-install \
 	check-deb
 	@echo "make test: all green"
 
-check: build
+check: build-tests
 	meson test -C $(BUILD) --print-errorlogs
 
 $(BUILD)-asan/build.ninja:
 	meson setup $(BUILD)-asan -Db_sanitize=address,undefined $(MESON_OPTS)
 
-check-asan: deps $(BUILD)-asan/build.ninja
+check-asan: deps-test $(BUILD)-asan/build.ninja
 	ninja -C $(BUILD)-asan
 	meson test -C $(BUILD)-asan --print-errorlogs
 
@@ -64,7 +94,7 @@ $(BUILD)-tsan/build.ninja:
 
 # TSan cannot see the kernel write io_uring's rings: tests/tsan.supp says
 # which accesses that covers, and nothing else.
-check-tsan: deps $(BUILD)-tsan/build.ninja
+check-tsan: deps-test $(BUILD)-tsan/build.ninja
 	ninja -C $(BUILD)-tsan
 	TSAN_OPTIONS="suppressions=$(TSAN_OPTIONS_FILE) halt_on_error=1" \
 		meson test -C $(BUILD)-tsan --print-errorlogs
@@ -72,7 +102,7 @@ check-tsan: deps $(BUILD)-tsan/build.ninja
 # memcheck on the thread-pool runs of the core tests: valgrind cannot see
 # memory the kernel reads and writes through io_uring, and its scheduler
 # stalls a thread blocked in io_uring_enter.
-check-valgrind: build
+check-valgrind: build-tests
 	meson test -C $(BUILD) --print-errorlogs --wrapper "$(VALGRIND)" \
 		$$(meson test -C $(BUILD) --suite core --list 2>/dev/null | \
 		   sed 's/.* \/ //' | grep -- '-threads$$')
@@ -85,7 +115,7 @@ $(FUZZ_BUILD)/build.ninja:
 		-Dexamples=false
 
 # libFuzzer on request validation and planning (fuzz/README.md).
-check-fuzz fuzz: deps $(FUZZ_BUILD)/build.ninja
+check-fuzz fuzz: deps-test $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD) fuzz/fuzz-plan
 	fuzz/run-fuzz.sh $(FUZZ_BUILD)/fuzz/fuzz-plan $(FUZZ_SECONDS)
 
@@ -101,10 +131,10 @@ soak-self-test: build
 	if [ $$st -eq 1 ]; then echo "soak self-test: OK, the lost write was detected"; \
 	else echo "soak self-test: FAILED (exit $$st, expected 1)" >&2; exit 1; fi
 
-check-install: build
+check-install: build-tests
 	scripts/check-install.sh .
 
-check-deb: build
+check-deb: build-tests
 	scripts/check-deb.sh .
 
 demo: build

@@ -13,49 +13,21 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "tl.h"
 
 int run_program(char *const argv[], char *out, size_t outlen, double *secs)
 {
-	int pipefd[2], status;
-	size_t got = 0;
-	double start;
-	pid_t pid;
+	const struct tl_child c = {
+		.in = TL_INHERIT,
+		.out = TL_DEVNULL,
+		.err = TL_INHERIT,
+	};
+	double start = now_sec();
+	int status, ret;
 
-	if (pipe2(pipefd, O_CLOEXEC))
-		return -errno;
-	start = now_sec();
-	pid = fork();
-	if (pid < 0) {
-		close(pipefd[0]);
-		close(pipefd[1]);
-		return -errno;
-	}
-	if (!pid) {
-		dup2(pipefd[1], STDOUT_FILENO);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	close(pipefd[1]);
-	for (;;) {
-		char scratch[4096];
-		char *dst = got + 1 < outlen ? out + got : scratch;
-		size_t room =
-			got + 1 < outlen ? outlen - got - 1 : sizeof(scratch);
-		ssize_t n = read(pipefd[0], dst, room);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		if (dst != scratch)
-			got += (size_t)n;
-	}
-	close(pipefd[0]);
-	if (outlen)
-		out[got] = '\0';
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
+	ret = tl_run(argv, &c, outlen ? out : NULL, outlen, 0, &status);
+	if (ret)
+		return ret;
 	if (secs)
 		*secs = now_sec() - start;
 	if (!WIFEXITED(status))
@@ -65,20 +37,9 @@ int run_program(char *const argv[], char *out, size_t outlen, double *secs)
 
 bool have_program(const char *name)
 {
-	const char *path = getenv("PATH");
-	char buf[4096];
+	char path[4096];
 
-	if (strchr(name, '/'))
-		return access(name, X_OK) == 0;
-	while (path && *path) {
-		size_t len = strcspn(path, ":");
-
-		snprintf(buf, sizeof(buf), "%.*s/%s", (int)len, path, name);
-		if (access(buf, X_OK) == 0)
-			return true;
-		path += len + (path[len] == ':');
-	}
-	return false;
+	return tl_find_program(name, path, sizeof(path));
 }
 
 /* ---- fio ---- */

@@ -42,7 +42,7 @@
 
 #include <dmio/dm-io.h>
 
-#include "../src/dmio-internal.h"
+#include "../src/engine.h"
 
 #define PAGE	       4096u
 #define NR_POOL	       64

@@ -12,7 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "dmio-internal.h"
+#include "backend.h"
+#include "engine.h"
 
 /* The reservation of a client made with dm_io_client_create(). */
 #define DM_CLIENT_RESERVE_PAGES 256
@@ -133,6 +134,16 @@ DMIO_EXPORT const char *dm_io_client_backend(const struct dm_io_client *client,
 	return client->be->ops->name;
 }
 
+int dm_client_reserve(struct dm_io_client *client, unsigned int nr_pages)
+{
+	return dm_pool_reserve(&client->pool, nr_pages);
+}
+
+void dm_client_unreserve(struct dm_io_client *client, unsigned int nr_pages)
+{
+	dm_pool_unreserve(&client->pool, nr_pages);
+}
+
 void dm_client_set_trace(struct dm_io_client *client, dm_trace_fn fn, void *ctx)
 {
 	client->trace_ctx = ctx;
@@ -176,6 +187,17 @@ void dm_run_detached(void *(*fn)(void *), void *arg)
 	pthread_attr_destroy(&attr);
 }
 
+void dm_client_hold(struct dm_io_client *client)
+{
+	atomic_fetch_add_explicit(&client->nr_requests, 1,
+				  memory_order_relaxed);
+}
+
+void dm_client_destroy_detached(struct dm_io_client *client)
+{
+	dm_run_detached(destroyer, client);
+}
+
 DMIO_EXPORT void dm_io_client_destroy(struct dm_io_client *client)
 {
 	if (!client)
@@ -187,5 +209,5 @@ DMIO_EXPORT void dm_io_client_destroy(struct dm_io_client *client)
 	/* From one of the client's own callbacks, waiting here would wait
 	 * for ourselves: a thread of its own finishes the job once this
 	 * callback and the rest of the I/O are done. */
-	dm_run_detached(destroyer, client);
+	dm_client_destroy_detached(client);
 }

@@ -14,7 +14,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "dmio-internal.h"
+#include "backend.h"
+#include "device.h"
+#include "engine.h"
 
 /* Largest bounce buffer per piece: big enough to amortise the syscall,
  * small enough to come from a modest reservation. */
@@ -53,7 +55,7 @@ static void sync_wake(struct dm_sync_wait *w, unsigned long bits)
 
 /* ---- completion ---- */
 
-static void client_request_done(struct dm_io_client *client)
+void dm_client_release(struct dm_io_client *client)
 {
 	if (atomic_fetch_sub_explicit(&client->nr_requests, 1,
 				      memory_order_acq_rel) == 1) {
@@ -63,14 +65,17 @@ static void client_request_done(struct dm_io_client *client)
 	}
 }
 
-static void free_io(struct dm_io *io)
+/* @undo: the request never went out (its allocation failed half-way). */
+static void free_io(struct dm_io *io, bool undo)
 {
+	void (*release)(struct dm_pool *, void *, size_t) =
+		undo ? dm_pool_unalloc : dm_pool_free;
 	struct dm_pool *pool = &io->client->pool;
 	unsigned int i;
 
 	for (i = 0; i < io->nr_pieces; i++)
-		dm_pool_free(pool, io->pieces[i].bounce, io->pieces[i].len);
-	dm_pool_free(pool, io, io->alloc_size);
+		release(pool, io->pieces[i].bounce, io->pieces[i].len);
+	release(pool, io, io->alloc_size);
 }
 
 /* The last chunk is done: report, free, then notify, so that the callback
@@ -87,14 +92,14 @@ static void io_end(struct dm_io *io)
 	if (io->out_errors)
 		for (i = 0; i < io->nr_regions; i++)
 			io->out_errors[i] = atomic_load(&io->errs[i]);
-	free_io(io);
+	free_io(io, false);
 	if (waiter) {
-		client_request_done(client);
+		dm_client_release(client);
 		sync_wake(waiter, bits);
 		return;
 	}
 	fn(bits, context);
-	client_request_done(client);
+	dm_client_release(client);
 }
 
 static void region_fail(struct dm_io *io, unsigned int region, int err)
@@ -141,7 +146,10 @@ static void trace(struct dm_io_client *client, enum dm_trace_event ev,
  * (fault: devices, NBD exports), or the client's backend. */
 void dm_submit(struct dm_io_client *client, struct dm_chunk *head)
 {
-	struct dm_chunk *local = NULL, **tail = &local, *c, *next;
+	struct dm_chunk_queue local;
+	struct dm_chunk *c, *next;
+
+	dm_cq_init(&local);
 
 	/* The chunks may complete, and their request, and the client be
 	 * destroyed, before the backend's submit returns: destroy waits for
@@ -151,16 +159,24 @@ void dm_submit(struct dm_io_client *client, struct dm_chunk *head)
 		next = c->next;
 		trace(client, DM_TRACE_SUBMIT, c, 0);
 		c->next = NULL;
-		if (c->bdev && c->bdev->submit) {
-			c->bdev->submit(c->bdev, c);
-		} else {
-			*tail = c;
-			tail = &c->next;
-		}
+		if (c->bdev && c->bdev->ops->submit)
+			c->bdev->ops->submit(c->bdev, c);
+		else
+			dm_cq_push(&local, c);
 	}
-	if (local)
-		client->be->ops->submit(client->be, local);
+	if (!dm_cq_empty(&local))
+		client->be->ops->submit(client->be, local.head);
 	atomic_fetch_sub_explicit(&client->submitting, 1, memory_order_release);
+}
+
+void dm_chunk_forward(struct dm_chunk *c, struct block_device *to)
+{
+	/* Counted below before it stops counting above, so that a close
+	 * checking from the top down always sees it. */
+	atomic_fetch_add(&to->inflight, 1);
+	atomic_fetch_sub(&c->bdev->inflight, 1);
+	c->bdev = to;
+	dm_submit(c->io->client, c);
 }
 
 static void chunk_end(struct dm_chunk *c, int err)
@@ -199,13 +215,10 @@ static void chunk_end(struct dm_chunk *c, int err)
 		io_end(io);
 }
 
-/*
- * A backend reports @res (bytes, 0 for a data-less op, or -errno) for a
- * chunk.  Returns true when the chunk must be submitted again (a short
- * transfer, an interrupted call, a write-zeroes turned into writes); the
- * chunk has then not ended.
- */
-bool dm_chunk_done(struct dm_chunk *c, int res)
+/* Returns true when the chunk must be submitted again (a short transfer,
+ * an interrupted call, a write-zeroes turned into writes); the chunk has
+ * then not ended. */
+static bool chunk_done(struct dm_chunk *c, int res)
 {
 	switch (c->op) {
 	case DM_CHUNK_READ:
@@ -225,7 +238,7 @@ bool dm_chunk_done(struct dm_chunk *c, int res)
 		break;
 	case DM_CHUNK_ZEROES:
 		if ((res == -EOPNOTSUPP || res == -EINVAL) &&
-		    !c->bdev->is_blk) {
+		    !c->bdev->lim.is_blk) {
 			/* The file system cannot zero a range: write zeroes,
 			 * and remember not to ask again. */
 			atomic_store(&c->bdev->no_zero_range, true);
@@ -244,6 +257,19 @@ bool dm_chunk_done(struct dm_chunk *c, int res)
 		return true;
 	chunk_end(c, res);
 	return false;
+}
+
+void dm_chunk_complete(struct dm_chunk *c, int res,
+		       struct dm_chunk_queue *again)
+{
+	struct dm_io_client *prev = dm_current_cb_client;
+
+	/* The callbacks this may run see their client's flag, whichever
+	 * thread runs them. */
+	dm_current_cb_client = c->io->client;
+	if (chunk_done(c, res))
+		dm_cq_push(again, c);
+	dm_current_cb_client = prev;
 }
 
 /* The iovecs for what is left of a chunk. */
@@ -355,14 +381,14 @@ static int region_errno(const struct io_region *r, unsigned int op)
 
 	if (op != DM_IO_OP_READ && b->flags & DM_BDEV_RDONLY)
 		return -EROFS;
-	if (start > b->size || len > b->size - start)
+	if (start > b->lim.size || len > b->lim.size - start)
 		return -ENXIO;
 	/* O_DIRECT, NBD servers, and the block layer's own discard and
 	 * zeroout address whole logical blocks. */
-	if ((b->direct || b->contig || (dataless && b->is_blk)) &&
-	    (start | len) & (b->lbs - 1))
+	if ((b->lim.direct || b->lim.contig || (dataless && b->lim.is_blk)) &&
+	    (start | len) & (b->lim.lbs - 1))
 		return -EINVAL;
-	if (op == DM_IO_OP_DISCARD && !b->discard_max)
+	if (op == DM_IO_OP_DISCARD && !b->lim.discard_max)
 		return -EOPNOTSUPP;
 	return 0;
 }
@@ -372,10 +398,10 @@ static unsigned int shape_for(struct plan *pl, const struct io_region *r)
 	const struct block_device *b = r->bdev;
 	struct shape key = {
 		.len = r->count << SECTOR_SHIFT,
-		.max_bytes = b->max_bytes,
-		.lbs = b->direct ? b->lbs : 0,
-		.mem_align = b->direct ? b->mem_align : 0,
-		.contig = b->contig,
+		.max_bytes = b->lim.max_bytes,
+		.lbs = b->lim.direct ? b->lim.lbs : 0,
+		.mem_align = b->lim.direct ? b->lim.mem_align : 0,
+		.contig = b->lim.contig,
 	};
 	unsigned int s;
 
@@ -524,8 +550,8 @@ static int plan_request(struct plan *pl, unsigned int bi_opf,
 			pl->shape_of[i] = (int)shape_for(pl, r);
 			continue;
 		}
-		pl->step[i] = op == DM_IO_OP_DISCARD ? r->bdev->discard_max
-						     : r->bdev->zeroes_max;
+		pl->step[i] = op == DM_IO_OP_DISCARD ? r->bdev->lim.discard_max
+						     : r->bdev->lim.zeroes_max;
 		pl->parts[i] =
 			(unsigned int)((len + pl->step[i] - 1) / pl->step[i]);
 		pl->nr_chunks += pl->parts[i];
@@ -624,7 +650,7 @@ static struct dm_io *alloc_io(struct dm_io_client *client,
 				dm_pool_alloc(&client->pool, pieces[p].len);
 			io->nr_pieces = sh.first_piece + p + 1;
 			if (!pieces[p].bounce) {
-				free_io(io);
+				free_io(io, true);
 				return NULL;
 			}
 		}
@@ -650,6 +676,7 @@ static struct dm_chunk *new_chunk(struct dm_io *io, struct block_device *bdev,
 	c->bdev = bdev;
 	c->region = region;
 	c->op = op;
+	c->ioprio = io->ioprio;
 	if (bdev)
 		atomic_fetch_add_explicit(&bdev->inflight, 1,
 					  memory_order_relaxed);
@@ -661,17 +688,17 @@ static struct dm_chunk *new_chunk(struct dm_io *io, struct block_device *bdev,
 static struct dm_chunk *build_chunks(struct dm_io *io, const struct plan *pl,
 				     const struct io_region *where)
 {
-	struct dm_chunk *head = NULL, **tail = &head, *c;
-	struct dm_chunk **dep_tail[DM_IO_MAX_REGIONS];
+	struct dm_chunk_queue out, deps[DM_IO_MAX_REGIONS];
+	struct dm_chunk *flush[DM_IO_MAX_REGIONS], *c;
 	unsigned int p, i;
 
+	dm_cq_init(&out);
 	for (i = 0; i < io->nr_regions; i++) {
 		if (!pl->flush[i])
 			continue;
-		c = new_chunk(io, where[i].bdev, i, DM_CHUNK_FLUSH);
-		*tail = c;
-		tail = &c->next;
-		dep_tail[i] = &c->deps;
+		flush[i] = new_chunk(io, where[i].bdev, i, DM_CHUNK_FLUSH);
+		dm_cq_push(&out, flush[i]);
+		dm_cq_init(&deps[i]);
 	}
 	/* Part-major, so that every leg of a mirror makes progress at once. */
 	for (p = 0; p < pl->max_parts; p++) {
@@ -702,22 +729,19 @@ static struct dm_chunk *build_chunks(struct dm_io *io, const struct plan *pl,
 			}
 			if (pl->flags & DM_IO_FUA)
 				c->flags |= DM_CHUNK_FUA;
-			if (pl->flush[i]) {
-				*dep_tail[i] = c;
-				dep_tail[i] = &c->next;
-			} else {
-				*tail = c;
-				tail = &c->next;
-			}
+			dm_cq_push(pl->flush[i] ? &deps[i] : &out, c);
 		}
 	}
+	for (i = 0; i < io->nr_regions; i++)
+		if (pl->flush[i])
+			flush[i]->deps = deps[i].head;
 	if (!io->nr_chunks) {
 		/* Nothing to issue: a no-op still completes the request on
 		 * the completion thread, like any other. */
-		head = new_chunk(io, NULL, 0, DM_CHUNK_NOP);
+		dm_cq_push(&out, new_chunk(io, NULL, 0, DM_CHUNK_NOP));
 	}
 	atomic_init(&io->pending, io->nr_chunks);
-	return head;
+	return out.head;
 }
 
 static void fill_bounces(struct dm_io *io)
@@ -786,7 +810,8 @@ DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
 			break;
 		/* Beyond the reservation and out of heap: wait for I/O in
 		 * flight to give memory back, unless we are the thread that
-		 * would have to complete it. */
+		 * would have to complete it, or there is none (what we just
+		 * gave back ourselves does not count as news). */
 		if (dm_current_cb_client || dm_pool_wait(&client->pool, gen))
 			return -ENOMEM;
 	}
@@ -811,7 +836,7 @@ DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
 	/* A lone synchronous chunk on a local device (one with a file
 	 * descriptor) runs here: no thread hand-off at all. */
 	if (sync && io->nr_chunks == 1 && !io->ioprio &&
-	    (!head->bdev || head->bdev->fd >= 0))
+	    (!head->bdev || !head->bdev->ops->submit))
 		dm_chunk_exec(head);
 	else
 		dm_submit(client, head);

@@ -7,7 +7,7 @@
 #include <errno.h>
 #include <stdint.h>
 
-#include "dmio-internal.h"
+#include "engine.h"
 
 /* Page list: data starts dp->off bytes into the first page. */
 static int pl_get(struct dpages *dp, void **addr, size_t *len)

@@ -26,7 +26,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "dmio-internal.h"
+#include "device.h"
 
 #define MAX_RULES  8
 #define RULE_READ  (1u << 0)
@@ -50,7 +50,7 @@ struct dm_fault {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct dm_chunk *queue, **tail;
+	struct dm_chunk_queue queue;
 	bool stop;
 	bool self_close; /* closed from a callback on its own thread */
 };
@@ -281,15 +281,11 @@ static int write_outside(struct dm_fault *f, struct dm_chunk *c,
 static void handle(struct dm_fault *f, struct dm_chunk *c)
 {
 	const struct rule *r = match(f, c);
-	struct dm_io_client *client = c->io->client;
+	struct dm_chunk_queue again;
 	int res;
 
 	if (!r) {
-		/* Forward to the wrapped device, which now owns the chunk. */
-		atomic_fetch_add(&f->inner->inflight, 1);
-		atomic_fetch_sub(&c->bdev->inflight, 1);
-		c->bdev = f->inner;
-		dm_submit(client, c);
+		dm_chunk_forward(c, f->inner);
 		return;
 	}
 	res = -f->err;
@@ -300,10 +296,11 @@ static void handle(struct dm_fault *f, struct dm_chunk *c)
 		    (c->op == DM_CHUNK_WRITE || c->op == DM_CHUNK_ZERO_WRITE))
 			res = (int)(c->len - c->done);
 	}
-	dm_current_cb_client = client;
-	if (dm_chunk_done(c, res))
+	dm_cq_init(&again);
+	dm_chunk_complete(c, res, &again);
+	c = dm_cq_pop(&again);
+	if (c)
 		fault_queue(f, c); /* once more through the rules */
-	dm_current_cb_client = NULL;
 }
 
 static int free_fault(struct dm_fault *f);
@@ -314,7 +311,7 @@ static void *fault_thread(void *arg)
 
 	pthread_mutex_lock(&f->lock);
 	for (;;) {
-		struct dm_chunk *c = f->queue;
+		struct dm_chunk *c = f->queue.head;
 		uint64_t now;
 
 		if (!c) {
@@ -324,22 +321,19 @@ static void *fault_thread(void *arg)
 			continue;
 		}
 		now = now_ns();
-		if (c->be_time + f->delay_ns > now) {
-			uint64_t due = c->be_time + f->delay_ns;
+		if (c->be.fault.arrival + f->delay_ns > now) {
+			uint64_t due = c->be.fault.arrival + f->delay_ns;
 			struct timespec ts;
 
 			/* The condition variable runs on the monotonic clock
-			 * (see dm_fault_open), like be_time. */
+			 * (see dm_fault_open), like the arrival time. */
 			ts.tv_sec = (time_t)(due / 1000000000u);
 			ts.tv_nsec = (long)(due % 1000000000u);
 			pthread_cond_timedwait(&f->cond, &f->lock, &ts);
 			continue;
 		}
-		f->queue = c->next;
-		if (!f->queue)
-			f->tail = &f->queue;
+		dm_cq_pop(&f->queue);
 		pthread_mutex_unlock(&f->lock);
-		c->next = NULL;
 		handle(f, c);
 		pthread_mutex_lock(&f->lock);
 		if (f->self_close) {
@@ -357,11 +351,9 @@ static void *fault_thread(void *arg)
 
 static void fault_queue(struct dm_fault *f, struct dm_chunk *c)
 {
-	c->be_time = now_ns();
-	c->next = NULL;
+	c->be.fault.arrival = now_ns();
 	pthread_mutex_lock(&f->lock);
-	*f->tail = c;
-	f->tail = &c->next;
+	dm_cq_push(&f->queue, c);
 	pthread_cond_signal(&f->cond);
 	pthread_mutex_unlock(&f->lock);
 }
@@ -369,10 +361,34 @@ static void fault_queue(struct dm_fault *f, struct dm_chunk *c)
 /* The device's submit hook: every chunk goes through the thread first. */
 static void fault_submit(struct block_device *bdev, struct dm_chunk *c)
 {
-	fault_queue(bdev->fault, c);
+	fault_queue(bdev->priv, c);
 }
 
 /* ---- opening and closing ---- */
+
+static int fault_close(struct block_device *bdev);
+
+static struct block_device *fault_inner(const struct block_device *bdev)
+{
+	const struct dm_fault *f = bdev->priv;
+
+	return f->inner;
+}
+
+static int fault_set_timeout(struct block_device *bdev, unsigned int ms)
+{
+	struct dm_fault *f = bdev->priv;
+
+	return dm_bdev_set_timeout(f->inner, ms);
+}
+
+static const struct dm_bdev_ops fault_ops = {
+	.kind = "fault",
+	.submit = fault_submit,
+	.close = fault_close,
+	.set_timeout = fault_set_timeout,
+	.inner = fault_inner,
+};
 
 static int free_fault(struct dm_fault *f)
 {
@@ -387,6 +403,8 @@ static int free_fault(struct dm_fault *f)
 	return ret;
 }
 
+dm_bdev_open_fn dm_fault_open;
+
 struct block_device *dm_fault_open(const char *spec, unsigned int flags)
 {
 	const char *opts = spec + strlen("fault:"), *sep = strchr(opts, ':');
@@ -394,14 +412,13 @@ struct block_device *dm_fault_open(const char *spec, unsigned int flags)
 	pthread_condattr_t attr;
 	struct dm_fault *f;
 	const char *k;
-	size_t len;
 	int err = -EINVAL;
 
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return NULL;
 	f->err = EIO;
-	f->tail = &f->queue;
+	dm_cq_init(&f->queue);
 	atomic_init(&f->seen, 0);
 	for (k = opts; sep && k < sep;) {
 		const char *end = memchr(k, ',', (size_t)(sep - k));
@@ -421,23 +438,17 @@ struct block_device *dm_fault_open(const char *spec, unsigned int flags)
 		err = -errno;
 		goto fail;
 	}
-	len = strlen(spec);
-	bdev = calloc(1, sizeof(*bdev) + len + 1);
+	bdev = dm_bdev_alloc(spec, &fault_ops, f);
 	err = -ENOMEM;
 	if (!bdev)
 		goto fail_inner;
-	/* Look like the wrapped device to the planner, minus its fd: every
-	 * chunk must come here first. */
-	memcpy(bdev, f->inner, sizeof(*bdev));
-	memcpy(bdev->name, spec, len + 1);
-	bdev->fd = -1;
-	bdev->nbd = NULL;
-	bdev->fault = f;
-	bdev->submit = fault_submit;
+	/* Look like the wrapped device to the planner, but with no fd:
+	 * every chunk must come here first. */
+	bdev->flags = f->inner->flags;
+	bdev->lim = f->inner->lim;
+	atomic_store(&bdev->no_zero_range,
+		     atomic_load(&f->inner->no_zero_range));
 	f->bdev = bdev;
-	atomic_init(&bdev->inflight, 0);
-	atomic_init(&bdev->no_zero_range,
-		    atomic_load(&f->inner->no_zero_range));
 
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_condattr_init(&attr);
@@ -458,12 +469,11 @@ fail:
 	return NULL;
 }
 
-int dm_fault_close(struct block_device *bdev)
+/* dm_bdev_close() has found no I/O in flight on this level or below. */
+static int fault_close(struct block_device *bdev)
 {
-	struct dm_fault *f = bdev->fault;
+	struct dm_fault *f = bdev->priv;
 
-	if (atomic_load(&f->inner->inflight))
-		return -EBUSY;
 	pthread_mutex_lock(&f->lock);
 	if (pthread_equal(pthread_self(), f->thread)) {
 		/* From a callback on our own thread: it finishes the job. */
@@ -476,9 +486,4 @@ int dm_fault_close(struct block_device *bdev)
 	pthread_mutex_unlock(&f->lock);
 	pthread_join(f->thread, NULL);
 	return free_fault(f);
-}
-
-struct block_device *dm_fault_inner(struct dm_fault *f)
-{
-	return f->inner;
 }

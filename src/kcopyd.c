@@ -15,7 +15,7 @@
 
 #include <dmio/dm-kcopyd.h>
 
-#include "dmio-internal.h"
+#include "engine.h"
 
 #define DEFAULT_SUB_JOB_SECTORS 1024 /* 512 KiB, as in the kernel */
 #define DEFAULT_SUB_JOBS	8
@@ -23,14 +23,15 @@
 #define MAX_SUB_JOBS		64
 #define KNOWN_FLAGS                                                            \
 	(1u << DM_KCOPYD_IGNORE_ERROR | 1u << DM_KCOPYD_WRITE_SEQ |            \
-	 1u << DM_KCOPYD_FUA)
+	 1u << DM_KCOPYD_FUA | 1u << DM_KCOPYD_STOP_ON_READ_ERROR)
 
 struct kjob;
 
 struct sub_job {
 	struct kjob *job;
-	struct sub_job *next; /* free list, or a WRITE_SEQ job's ready list */
+	struct sub_job *next; /* free list, or an ordered job's ready list */
 	sector_t off;	      /* into the job */
+	sector_t seq;	      /* ordered jobs: how much went out before it */
 	sector_t count;
 	void *buf;
 	int errs[DM_KCOPYD_MAX_REGIONS]; /* this sub-job's region_errors */
@@ -46,8 +47,10 @@ struct kjob {
 	dm_kcopyd_notify_fn fn;
 	void *context;
 	sector_t count;	    /* sectors to copy */
-	sector_t next_off;  /* the next sub-job to start */
-	sector_t write_off; /* WRITE_SEQ: the next write allowed out */
+	sector_t next_off;  /* sectors handed to sub-jobs so far */
+	sector_t write_off; /* ordered: the next write allowed out, by seq */
+	bool ordered;	    /* writes go out in the order sub-jobs started */
+	bool backward;	    /* sub-jobs start from the end of the job */
 	unsigned int inflight;
 	bool failed; /* no more sub-jobs */
 	int read_err;
@@ -55,7 +58,7 @@ struct kjob {
 	struct dm_kcopyd_errors errs;
 	struct dm_kcopyd_errors *user_errs;
 	int zero_errs[DM_KCOPYD_MAX_REGIONS];
-	struct sub_job *ready; /* WRITE_SEQ: read, waiting for their turn */
+	struct sub_job *ready; /* ordered: read, waiting for their turn */
 };
 
 struct dm_kcopyd_client {
@@ -193,10 +196,10 @@ static void write_refused_locked(struct sub_job *sj)
 	sub_end_locked(sj);
 }
 
-/* WRITE_SEQ: let out, in order, the writes whose turn has come. */
+/* Ordered jobs: let out, in order, the writes whose turn has come. */
 static void seq_writes_locked(struct kjob *job)
 {
-	while (job->ready && job->ready->off == job->write_off &&
+	while (job->ready && job->ready->seq == job->write_off &&
 	       !job->failed) {
 		struct sub_job *sj = job->ready;
 
@@ -223,14 +226,16 @@ static void read_done(unsigned long error, void *context)
 		if (!job->errs.read)
 			job->errs.read = sj->errs[0] ? sj->errs[0] : -EIO;
 		/* As in the kernel: with IGNORE_ERROR the (zeroed) data is
-		 * still written, so the destinations stay in step. */
-		if (!(job->flags & 1u << DM_KCOPYD_IGNORE_ERROR))
+		 * still written, so the destinations stay in step; unless
+		 * the caller never wants data written that was not read. */
+		if (!(job->flags & 1u << DM_KCOPYD_IGNORE_ERROR) ||
+		    job->flags & 1u << DM_KCOPYD_STOP_ON_READ_ERROR)
 			fail_job_locked(job);
 	}
 	if (job->failed) {
 		sub_end_locked(sj);
-	} else if (job->flags & 1u << DM_KCOPYD_WRITE_SEQ) {
-		for (link = &job->ready; *link && (*link)->off < sj->off;
+	} else if (job->ordered) {
+		for (link = &job->ready; *link && (*link)->seq < sj->seq;
 		     link = &(*link)->next)
 			;
 		sj->next = *link;
@@ -287,10 +292,12 @@ static struct sub_job *next_sub_locked(struct dm_kcopyd_client *kc)
 	kc->free_subs = sj->next;
 	sj->job = job;
 	sj->next = NULL;
-	sj->off = job->next_off;
+	sj->seq = job->next_off;
 	sj->count = job->count - job->next_off < kc->sub_job_sectors
 			    ? job->count - job->next_off
 			    : kc->sub_job_sectors;
+	sj->off = job->backward ? job->count - job->next_off - sj->count
+				: job->next_off;
 	job->next_off += sj->count;
 	job->inflight++;
 	return sj;
@@ -352,6 +359,50 @@ static bool region_ok(const struct io_region *r)
 	       r->sector + r->count <= (UINT64_MAX >> SECTOR_SHIFT);
 }
 
+static bool overlap(sector_t a, sector_t b, sector_t count)
+{
+	return count && a < b + count && b < a + count;
+}
+
+/*
+ * Plan a copy whose regions may share a device (dm_bdev_same()): no
+ * source sector may be written before it is read.  A destination below
+ * the source it overlaps is safe when writes go out in the order the
+ * sub-jobs start, from the front: each sub-job's write then only reaches
+ * source sectors that earlier sub-jobs (and itself) have read.  One above
+ * the source needs the same from the end, as memmove() does.  Returns 0,
+ * or -EINVAL when no order serves: two destinations overlap each other,
+ * or two overlap the source from either side.
+ */
+static int plan_overlap(struct kjob *job)
+{
+	const struct io_region *from = &job->from;
+	bool below = false, above = false;
+	unsigned int i, j;
+
+	for (i = 0; i < job->num_dests; i++) {
+		const struct io_region *d = &job->dests[i];
+
+		for (j = 0; j < i; j++)
+			if (dm_bdev_same(d->bdev, job->dests[j].bdev) &&
+			    overlap(d->sector, job->dests[j].sector,
+				    job->count))
+				return -EINVAL;
+		/* Onto itself: each sub-job writes back what it read. */
+		if (d->sector == from->sector ||
+		    !overlap(d->sector, from->sector, job->count) ||
+		    !dm_bdev_same(d->bdev, from->bdev))
+			continue;
+		below |= d->sector < from->sector;
+		above |= d->sector > from->sector;
+	}
+	if (below && above)
+		return -EINVAL;
+	job->ordered |= below || above;
+	job->backward = above;
+	return 0;
+}
+
 static int queue_job(struct dm_kcopyd_client *kc, struct kjob *job)
 {
 	pthread_mutex_lock(&kc->lock);
@@ -391,8 +442,10 @@ static struct kjob *new_job(struct dm_kcopyd_client *kc, unsigned int num_dests,
 	job->num_dests = num_dests;
 	memcpy(job->dests, dests, num_dests * sizeof(*dests));
 	/* Writes in order cannot skip a failed one. */
-	if (flags & 1u << DM_KCOPYD_WRITE_SEQ)
+	if (flags & 1u << DM_KCOPYD_WRITE_SEQ) {
 		flags &= ~(1u << DM_KCOPYD_IGNORE_ERROR);
+		job->ordered = true;
+	}
 	job->flags = flags;
 	job->fn = fn;
 	job->context = context;
@@ -420,6 +473,11 @@ dm_kcopyd_copy_errors(struct dm_kcopyd_client *kc, struct io_region *from,
 	job->from = *from;
 	job->count = from->count;
 	job->user_errs = errors;
+	err = plan_overlap(job);
+	if (err) {
+		free(job);
+		return err;
+	}
 	return queue_job(kc, job);
 }
 

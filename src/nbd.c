@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dmio-internal.h"
+#include "device.h"
 
 #define NBD_MAX_CONN	       4
 #define NBD_MAX_INFLIGHT       64	  /* per connection */
@@ -38,8 +38,8 @@ struct dm_nbd {
 	pthread_t thread;
 	int efd; /* wakes the thread: work queued, or stop */
 	pthread_mutex_t lock;
-	struct dm_chunk *queue, **queue_tail; /* under lock */
-	bool stop;			      /* under lock */
+	struct dm_chunk_queue queue; /* under lock */
+	bool stop;		     /* under lock */
 	bool self_close;	/* closed from a callback on its own thread */
 	atomic_int dead;	/* what killed the export */
 	atomic_uint timeout_ms; /* 0: wait for ever */
@@ -49,9 +49,10 @@ struct dm_nbd {
 	struct nbd_handle *h[NBD_MAX_CONN];
 	unsigned int inflight[NBD_MAX_CONN];
 	unsigned int nconn, total_inflight;
-	struct dm_chunk *backlog, **backlog_tail; /* not issued yet */
-	struct dm_chunk *done, **done_tail;	  /* handed back by libnbd */
+	struct dm_chunk_queue backlog; /* not issued yet */
+	struct dm_chunk_queue done;    /* handed back by libnbd */
 	uint64_t last_progress_ns;
+	char *uri; /* libnbd's normal form of the export's URI, or NULL */
 };
 
 static uint64_t now_ns(void)
@@ -62,29 +63,22 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void append(struct dm_chunk ***tail, struct dm_chunk *c)
-{
-	c->next = NULL;
-	**tail = c;
-	*tail = &c->next;
-}
-
 /* ---- libnbd's callbacks (on the thread, inside libnbd calls) ---- */
 
 static int cmd_complete(void *user_data, int *error)
 {
 	struct dm_chunk *c = user_data;
 
-	c->be_res = *error ? -*error : 0;
+	c->be.nbd.res = *error ? -*error : 0;
 	return 1; /* retire the command */
 }
 
 static void cmd_free(void *user_data)
 {
 	struct dm_chunk *c = user_data;
-	struct dm_nbd *n = c->bdev->nbd;
+	struct dm_nbd *n = c->bdev->priv;
 
-	append(&n->done_tail, c);
+	dm_cq_push(&n->done, c);
 }
 
 /* ---- issuing ---- */
@@ -114,7 +108,7 @@ static int64_t issue_cmd(struct dm_nbd *n, struct nbd_handle *h,
 	case DM_CHUNK_WRITE:
 		/* Planned contiguous: one segment, or a bounce buffer. */
 		dm_chunk_iov(c, &iov);
-		c->be_len = (unsigned int)iov->iov_len;
+		c->be.nbd.len = (unsigned int)iov->iov_len;
 		if (c->op == DM_CHUNK_READ)
 			return nbd_aio_pread(h, iov->iov_base, iov->iov_len,
 					     off, cb, 0);
@@ -123,10 +117,11 @@ static int64_t issue_cmd(struct dm_nbd *n, struct nbd_handle *h,
 					      ? LIBNBD_CMD_FLAG_FUA
 					      : 0);
 	case DM_CHUNK_ZERO_WRITE:
-		c->be_len = c->len - c->done < NBD_ZERO_BUF
-				    ? (unsigned int)(c->len - c->done)
-				    : NBD_ZERO_BUF;
-		return nbd_aio_pwrite(h, n->zero_buf, c->be_len, off, cb, 0);
+		c->be.nbd.len = c->len - c->done < NBD_ZERO_BUF
+					? (unsigned int)(c->len - c->done)
+					: NBD_ZERO_BUF;
+		return nbd_aio_pwrite(h, n->zero_buf, c->be.nbd.len, off, cb,
+				      0);
 	case DM_CHUNK_FLUSH:
 		return nbd_aio_flush(h, cb, 0);
 	case DM_CHUNK_DISCARD:
@@ -134,7 +129,7 @@ static int64_t issue_cmd(struct dm_nbd *n, struct nbd_handle *h,
 	case DM_CHUNK_ZEROES:
 		return nbd_aio_zero(h, c->len, c->pos, cb, 0);
 	default: /* no-ops never name a device */
-		c->be_res = 0;
+		c->be.nbd.res = 0;
 		cmd_free(c);
 		return 0;
 	}
@@ -142,14 +137,14 @@ static int64_t issue_cmd(struct dm_nbd *n, struct nbd_handle *h,
 
 static void issue(struct dm_nbd *n, struct dm_chunk *c, int conn)
 {
-	c->be_res = RES_PENDING;
-	c->be_conn = (unsigned int)conn;
+	c->be.nbd.res = RES_PENDING;
+	c->be.nbd.conn = (unsigned int)conn;
 	n->inflight[conn]++;
 	n->total_inflight++;
 	/* A server without a flush command has no volatile cache: its
 	 * writes are durable when acknowledged, so there is nothing to do. */
 	if (c->op == DM_CHUNK_FLUSH && !n->can_flush) {
-		c->be_res = 0;
+		c->be.nbd.res = 0;
 		cmd_free(c);
 		return;
 	}
@@ -162,30 +157,28 @@ static void issue(struct dm_nbd *n, struct dm_chunk *c, int conn)
 		if (nbd_aio_is_dead(n->h[conn]) ||
 		    nbd_aio_is_closed(n->h[conn]))
 			err = ECONNRESET;
-		c->be_res = -(err ? err : EIO);
+		c->be.nbd.res = -(err ? err : EIO);
 	}
 }
 
 static void fail_now(struct dm_nbd *n, struct dm_chunk *c, int err)
 {
-	c->be_res = err;
-	c->be_conn = UINT_MAX; /* never issued */
-	append(&n->done_tail, c);
+	c->be.nbd.res = err;
+	c->be.nbd.conn = UINT_MAX; /* never issued */
+	dm_cq_push(&n->done, c);
 }
 
 static void issue_backlog(struct dm_nbd *n)
 {
 	int dead = atomic_load(&n->dead);
 
-	while (n->backlog) {
-		struct dm_chunk *c = n->backlog;
+	while (!dm_cq_empty(&n->backlog)) {
 		int conn = dead ? -1 : pick_conn(n);
+		struct dm_chunk *c;
 
 		if (!dead && conn < 0)
 			break;
-		n->backlog = c->next;
-		if (!n->backlog)
-			n->backlog_tail = &n->backlog;
+		c = dm_cq_pop(&n->backlog);
 		if (dead)
 			fail_now(n, c, dead);
 		else
@@ -223,15 +216,13 @@ static int connection_errno(int err)
 
 static void finish_done(struct dm_nbd *n)
 {
-	while (n->done) {
-		struct dm_chunk *c = n->done;
-		int res = c->be_res;
+	struct dm_chunk *c;
 
-		n->done = c->next;
-		if (!n->done)
-			n->done_tail = &n->done;
-		if (c->be_conn != UINT_MAX) {
-			n->inflight[c->be_conn]--;
+	while ((c = dm_cq_pop(&n->done))) {
+		int res = c->be.nbd.res;
+
+		if (c->be.nbd.conn != UINT_MAX) {
+			n->inflight[c->be.nbd.conn]--;
 			n->total_inflight--;
 			n->last_progress_ns = now_ns();
 		}
@@ -246,25 +237,22 @@ static void finish_done(struct dm_nbd *n)
 			c->flags &= ~DM_CHUNK_FUA_FLUSH;
 			c->op = DM_CHUNK_WRITE;
 			if (!res)
-				res = (int)c->be_len;
+				res = (int)c->be.nbd.len;
 		} else if (!res &&
 			   (c->op == DM_CHUNK_READ || c->op == DM_CHUNK_WRITE ||
 			    c->op == DM_CHUNK_ZERO_WRITE)) {
-			res = (int)c->be_len;
+			res = (int)c->be.nbd.len;
 			if (c->op == DM_CHUNK_WRITE &&
 			    c->flags & DM_CHUNK_FUA && !n->can_fua &&
 			    n->can_flush) {
 				c->flags |= DM_CHUNK_FUA_FLUSH;
 				c->op = DM_CHUNK_FLUSH;
-				append(&n->backlog_tail, c);
+				dm_cq_push(&n->backlog, c);
 				continue;
 			}
 		}
 
-		dm_current_cb_client = c->io->client;
-		if (dm_chunk_done(c, res))
-			append(&n->backlog_tail, c);
-		dm_current_cb_client = NULL;
+		dm_chunk_complete(c, res, &n->backlog);
 	}
 }
 
@@ -272,20 +260,10 @@ static void finish_done(struct dm_nbd *n)
 
 static void take_queue(struct dm_nbd *n, bool *stop)
 {
-	struct dm_chunk *list;
-
 	pthread_mutex_lock(&n->lock);
-	list = n->queue;
-	n->queue = NULL;
-	n->queue_tail = &n->queue;
+	dm_cq_move(&n->backlog, &n->queue);
 	*stop = n->stop;
 	pthread_mutex_unlock(&n->lock);
-	if (list) {
-		*n->backlog_tail = list;
-		while (list->next)
-			list = list->next;
-		n->backlog_tail = &list->next;
-	}
 }
 
 static int poll_timeout(const struct dm_nbd *n)
@@ -331,9 +309,10 @@ static void *nbd_thread(void *arg)
 			free(bdev);
 			return NULL;
 		}
-		if (n->done || (n->backlog && pick_conn(n) >= 0))
+		if (!dm_cq_empty(&n->done) ||
+		    (!dm_cq_empty(&n->backlog) && pick_conn(n) >= 0))
 			continue;
-		if (stop && !n->total_inflight && !n->backlog)
+		if (stop && !n->total_inflight && dm_cq_empty(&n->backlog))
 			break;
 
 		pfd[0] = (struct pollfd){.fd = n->efd, .events = POLLIN};
@@ -379,24 +358,22 @@ static void *nbd_thread(void *arg)
 /* The device's submit hook: queue a chunk for the export's thread. */
 static void nbd_submit(struct block_device *bdev, struct dm_chunk *head)
 {
-	struct dm_nbd *n = bdev->nbd;
+	struct dm_nbd *n = bdev->priv;
 	uint64_t one = 1;
 
 	/* Woken under the lock: once the chunks are queued they may
 	 * complete and the export be closed from their callback, so nothing
 	 * here may touch it after unlocking. */
 	pthread_mutex_lock(&n->lock);
-	*n->queue_tail = head;
-	while (head->next)
-		head = head->next;
-	n->queue_tail = &head->next;
+	dm_cq_splice(&n->queue, head);
 	if (write(n->efd, &one, sizeof(one)) < 0)
 		one = 0; /* the counter is saturated: the thread is awake */
 	pthread_mutex_unlock(&n->lock);
 }
 
-int dm_nbd_set_timeout(struct dm_nbd *n, unsigned int ms)
+static int export_set_timeout(struct block_device *bdev, unsigned int ms)
 {
+	struct dm_nbd *n = bdev->priv;
 	uint64_t one = 1;
 
 	atomic_store(&n->timeout_ms, ms);
@@ -453,20 +430,21 @@ static uint32_t pow2_floor(uint64_t v)
 
 static void probe(struct block_device *bdev, struct nbd_handle *h)
 {
-	struct dm_nbd *n = bdev->nbd;
+	struct dm_nbd *n = bdev->priv;
+	struct dm_bdev_limits *lim = &bdev->lim;
 	int64_t min = nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM);
 	int64_t max = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
 
-	bdev->size = (uint64_t)nbd_get_size(h);
-	bdev->lbs = min > 512 ? pow2_floor((uint64_t)min) : 512;
-	bdev->mem_align = 1;
-	bdev->max_bytes = NBD_MAX_XFER;
-	if (max > 0 && (uint64_t)max < bdev->max_bytes)
-		bdev->max_bytes = pow2_floor((uint64_t)max);
-	if (bdev->max_bytes < bdev->lbs)
-		bdev->max_bytes = bdev->lbs;
-	bdev->discard_max = nbd_can_trim(h) > 0 ? NBD_DATALESS_MAX : 0;
-	bdev->zeroes_max = NBD_DATALESS_MAX;
+	lim->size = (uint64_t)nbd_get_size(h);
+	lim->lbs = min > 512 ? pow2_floor((uint64_t)min) : 512;
+	lim->mem_align = 1;
+	lim->max_bytes = NBD_MAX_XFER;
+	if (max > 0 && (uint64_t)max < lim->max_bytes)
+		lim->max_bytes = pow2_floor((uint64_t)max);
+	if (lim->max_bytes < lim->lbs)
+		lim->max_bytes = lim->lbs;
+	lim->discard_max = nbd_can_trim(h) > 0 ? NBD_DATALESS_MAX : 0;
+	lim->zeroes_max = NBD_DATALESS_MAX;
 	/* Without the zero command, write-zeroes is written. */
 	atomic_init(&bdev->no_zero_range, nbd_can_zero(h) <= 0);
 	n->can_flush = nbd_can_flush(h) > 0;
@@ -505,39 +483,61 @@ static void free_nbd(struct dm_nbd *n)
 	if (n->efd >= 0)
 		close(n->efd);
 	pthread_mutex_destroy(&n->lock);
+	free(n->uri);
 	free(n);
 }
 
+static int export_close(struct block_device *bdev);
+
+/* What the export is: two URIs spelt differently may name the same. */
+static const char *export_uri(const struct block_device *bdev)
+{
+	const struct dm_nbd *n = bdev->priv;
+
+	return n->uri ? n->uri : bdev->name;
+}
+
+static bool export_same(const struct block_device *a,
+			const struct block_device *b)
+{
+	return !strcmp(export_uri(a), export_uri(b));
+}
+
+static const struct dm_bdev_ops nbd_ops = {
+	.kind = "nbd",
+	.submit = nbd_submit,
+	.close = export_close,
+	.set_timeout = export_set_timeout,
+	.same = export_same,
+};
+
+dm_bdev_open_fn dm_nbd_open;
+
 struct block_device *dm_nbd_open(const char *uri, unsigned int flags)
 {
-	size_t len = strlen(uri);
-	struct block_device *bdev = calloc(1, sizeof(*bdev) + len + 1);
 	struct dm_nbd *n = calloc(1, sizeof(*n));
+	struct block_device *bdev = dm_bdev_alloc(uri, &nbd_ops, n);
 	unsigned int want, i;
 	int err = -ENOMEM;
 
 	if (!bdev || !n)
 		goto fail;
-	memcpy(bdev->name, uri, len + 1);
-	bdev->fd = -1;
 	bdev->flags = flags & DM_BDEV_RDONLY;
-	bdev->contig = true; /* libnbd takes one buffer per command */
-	bdev->nbd = n;
-	bdev->submit = nbd_submit;
+	bdev->lim.contig = true; /* libnbd takes one buffer per command */
 	n->bdev = bdev;
-	n->queue_tail = &n->queue;
-	n->backlog_tail = &n->backlog;
-	n->done_tail = &n->done;
+	dm_cq_init(&n->queue);
+	dm_cq_init(&n->backlog);
+	dm_cq_init(&n->done);
 	n->efd = -1;
 	atomic_init(&n->timeout_ms, NBD_DEFAULT_TIMEOUT_MS);
 	atomic_init(&n->dead, 0);
-	atomic_init(&bdev->inflight, 0);
 	pthread_mutex_init(&n->lock, NULL);
 
 	n->h[0] = connect_one(uri, NBD_DEFAULT_TIMEOUT_MS, &err);
 	if (!n->h[0])
 		goto fail;
 	n->nconn = 1;
+	n->uri = nbd_get_uri(n->h[0]);
 	probe(bdev, n->h[0]);
 	/* More connections only where the server promises that they all see
 	 * the same data (multi-conn); one that fails just is not used. */
@@ -571,9 +571,9 @@ fail:
 	return NULL;
 }
 
-int dm_nbd_close(struct block_device *bdev)
+static int export_close(struct block_device *bdev)
 {
-	struct dm_nbd *n = bdev->nbd;
+	struct dm_nbd *n = bdev->priv;
 	uint64_t one = 1;
 
 	if (pthread_equal(pthread_self(), n->thread)) {

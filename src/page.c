@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dmio-internal.h"
+#include "common.h"
 
 DMIO_EXPORT struct page *dm_page_alloc(void)
 {

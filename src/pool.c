@@ -1,24 +1,32 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The reserved pool: the mempool promise of dm_io_get().  Each reservation
+ * The reserved pool: the mempool promise of dm_io_get().  A reservation
  * maps an arena up front and hands out blocks from it with a buddy
  * allocator, so a request (one block for its metadata, one per bounce
  * buffer) never calls malloc while the reservation lasts.  Beyond it we
  * fall back to the heap, and when that fails too we wait for I/O in flight
  * to give memory back.  Buddy blocks of a page or more are aligned to their
  * size, which is what O_DIRECT bounce buffers need.
+ *
+ * Reservations add up; a request as big as their sum must find one run
+ * of arena, so a reservation that outgrows the arenas maps one for the
+ * whole sum and lets the idle smaller ones go.  Giving a reservation back
+ * unmaps what is idle and no longer needed, so reserving per job stays
+ * flat.  Arenas still in use by I/O wait for the next reserve or release.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
-#include "dmio-internal.h"
+#include "engine.h"
 
 #define MIN_ORDER 6  /* 64-byte blocks */
 #define MAX_ORDER 22 /* 4 MiB: larger requests come from the heap */
-/* Metadata and bounce space reserved per page of I/O. */
-#define ARENA_BYTES_PER_PAGE (DM_PAGE_SIZE + 1024)
+/* Metadata and bounce space reserved per page of I/O.  A bounce buffer is
+ * one buddy block, its size rounded up to a power of two: n pages of
+ * bounces may take up to 2n pages of arena, so that is what we map. */
+#define ARENA_BYTES_PER_PAGE (2 * DM_PAGE_SIZE + 1024)
 /* 4 GiB of I/O in flight: more is a caller's mistake, not a plan. */
 #define MAX_RESERVE_PAGES (1u << 20)
 
@@ -28,6 +36,8 @@ struct free_block {
 
 struct dm_arena {
 	struct dm_arena *next;
+	unsigned long pages; /* the reservation it was mapped for */
+	unsigned long used;  /* blocks handed out */
 	char *base;
 	size_t size; /* a whole number of top-order blocks */
 	unsigned int top;
@@ -84,6 +94,7 @@ static void *arena_alloc(struct dm_arena *a, unsigned int order)
 		return NULL;
 	blk = (char *)a->free[k];
 	unlink_block(a, blk, k);
+	a->used++;
 	while (k > order) {
 		k--;
 		push(a, blk + ((size_t)1 << k), k);
@@ -95,6 +106,7 @@ static void arena_free(struct dm_arena *a, char *blk, unsigned int order)
 {
 	size_t off = (size_t)(blk - a->base);
 
+	a->used--;
 	while (order < a->top) {
 		size_t buddy = off ^ ((size_t)1 << order);
 
@@ -108,8 +120,9 @@ static void arena_free(struct dm_arena *a, char *blk, unsigned int order)
 	push(a, a->base + off, order);
 }
 
-static struct dm_arena *arena_create(size_t want)
+static struct dm_arena *arena_create(unsigned long pages)
 {
+	size_t want = pages * ARENA_BYTES_PER_PAGE;
 	unsigned int top = order_of(want);
 	struct dm_arena *a;
 	size_t blk, off;
@@ -120,6 +133,7 @@ static struct dm_arena *arena_create(size_t want)
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return NULL;
+	a->pages = pages;
 	a->top = top;
 	a->size = (want + blk - 1) / blk * blk;
 	a->tag = calloc(a->size >> MIN_ORDER, 1);
@@ -177,10 +191,14 @@ void dm_pool_destroy(struct dm_pool *pool)
 	pthread_spin_destroy(&pool->spin);
 }
 
-/* Memory came back: wake whoever waits for it (rarely anyone). */
-static void pool_returned(struct dm_pool *pool)
+/* Memory came back: wake whoever waits for it (rarely anyone).  @news:
+ * it was held by I/O in flight, so a waiter should try again; a request
+ * that gives back its own half-made allocation is no news, but waiters
+ * must still look whether anything is left in flight at all. */
+static void pool_returned(struct dm_pool *pool, bool news)
 {
-	atomic_fetch_add(&pool->gen, 1);
+	if (news)
+		atomic_fetch_add(&pool->gen, 1);
 	if (atomic_load(&pool->waiters)) {
 		pthread_mutex_lock(&pool->lock);
 		pthread_cond_broadcast(&pool->freed);
@@ -188,21 +206,101 @@ static void pool_returned(struct dm_pool *pool)
 	}
 }
 
-int dm_pool_reserve(struct dm_pool *pool, unsigned int nr_pages)
+/* The biggest idle arena the reservation can do without, unlinked, or
+ * NULL.  Biggest first, so that an arena mapped for a past total goes
+ * before the smaller one that replaces it. */
+static struct dm_arena *unlink_spare(struct dm_pool *pool)
+{
+	struct dm_arena **pp, **best = NULL, *a;
+
+	for (pp = &pool->arenas; (a = *pp); pp = &a->next)
+		if (!a->used && pool->capacity - a->pages >= pool->reserved &&
+		    (!best || a->pages > (*best)->pages))
+			best = pp;
+	if (!best)
+		return NULL;
+	a = *best;
+	*best = a->next;
+	pool->capacity -= a->pages;
+	return a;
+}
+
+/* Unmap the idle arenas that the reservation can do without. */
+static void trim(struct dm_pool *pool)
+{
+	struct dm_arena *a, *idle = NULL;
+
+	pthread_spin_lock(&pool->spin);
+	while ((a = unlink_spare(pool))) {
+		a->next = idle;
+		idle = a;
+	}
+	pthread_spin_unlock(&pool->spin);
+	while ((a = idle)) {
+		idle = a->next;
+		arena_destroy(a);
+	}
+}
+
+/* An idle arena mapped for more than twice what is held? */
+static bool oversized(struct dm_pool *pool)
 {
 	struct dm_arena *a;
+	bool ret = false;
 
-	if (!nr_pages || nr_pages > MAX_RESERVE_PAGES)
-		return -EINVAL;
-	a = arena_create((size_t)nr_pages * ARENA_BYTES_PER_PAGE);
-	if (!a)
-		return -ENOMEM;
+	pthread_spin_lock(&pool->spin);
+	for (a = pool->arenas; a && !ret; a = a->next)
+		ret = !a->used && a->pages > 2 * pool->reserved;
+	pthread_spin_unlock(&pool->spin);
+	return ret;
+}
+
+static void add_arena(struct dm_pool *pool, struct dm_arena *a)
+{
 	pthread_spin_lock(&pool->spin);
 	a->next = pool->arenas;
 	pool->arenas = a;
+	pool->capacity += a->pages;
 	pthread_spin_unlock(&pool->spin);
-	pool_returned(pool);
+}
+
+int dm_pool_reserve(struct dm_pool *pool, unsigned int nr_pages)
+{
+	unsigned long want = pool->reserved + nr_pages;
+	struct dm_arena *a = NULL;
+
+	if (!nr_pages || nr_pages > MAX_RESERVE_PAGES)
+		return -EINVAL;
+	if (want > pool->capacity) {
+		/* One run for the whole sum where it is not absurd; else,
+		 * or when that cannot be mapped, this reservation's own. */
+		if (want <= MAX_RESERVE_PAGES)
+			a = arena_create(want);
+		if (!a)
+			a = arena_create(nr_pages);
+		if (!a)
+			return -ENOMEM;
+		add_arena(pool, a);
+	}
+	pool->reserved = want;
+	trim(pool);
+	pool_returned(pool, true);
 	return 0;
+}
+
+void dm_pool_unreserve(struct dm_pool *pool, unsigned int nr_pages)
+{
+	struct dm_arena *a;
+
+	pool->reserved -= nr_pages < pool->reserved ? nr_pages : pool->reserved;
+	trim(pool);
+	/* An idle arena too big for what is held, but the only run long
+	 * enough for it: map one the right size, and drop the big one. */
+	if (pool->reserved && oversized(pool) &&
+	    (a = arena_create(pool->reserved))) {
+		add_arena(pool, a);
+		trim(pool);
+	}
 }
 
 /*
@@ -230,12 +328,10 @@ void *dm_pool_alloc(struct dm_pool *pool, size_t size)
 	return p;
 }
 
-void dm_pool_free(struct dm_pool *pool, void *p, size_t size)
+static void pool_release(struct dm_pool *pool, void *p, size_t size)
 {
 	struct dm_arena *a;
 
-	if (!p)
-		return;
 	pthread_spin_lock(&pool->spin);
 	for (a = pool->arenas; a; a = a->next)
 		if ((char *)p >= a->base && (char *)p < a->base + a->size)
@@ -246,7 +342,22 @@ void dm_pool_free(struct dm_pool *pool, void *p, size_t size)
 	if (!a)
 		free(p);
 	atomic_fetch_sub_explicit(&pool->live, 1, memory_order_relaxed);
-	pool_returned(pool);
+}
+
+void dm_pool_free(struct dm_pool *pool, void *p, size_t size)
+{
+	if (!p)
+		return;
+	pool_release(pool, p, size);
+	pool_returned(pool, true);
+}
+
+void dm_pool_unalloc(struct dm_pool *pool, void *p, size_t size)
+{
+	if (!p)
+		return;
+	pool_release(pool, p, size);
+	pool_returned(pool, false);
 }
 
 unsigned long dm_pool_gen(struct dm_pool *pool)

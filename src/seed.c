@@ -3,17 +3,59 @@
  * The seed API: six thin wrappers over dm_io() on a default client that
  * dm_io_get()/dm_io_put() create, grow and free.  The default client is the
  * library's only global state.
+ *
+ * A child of fork() inherits the parent's default client, but not its
+ * threads, and its io_uring is the parent's own ring: used from the child
+ * it would hang the child and feed the parent completions it never
+ * issued.  So the child leaves it alone and, at its first seed call, makes
+ * a client of its own for the reservation it inherited.
  */
 #include <errno.h>
 #include <limits.h>
 
-#include "dmio-internal.h"
+#include "engine.h"
 
 static pthread_mutex_t seed_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t seed_idle = PTHREAD_COND_INITIALIZER;
+static pthread_once_t seed_atfork_once = PTHREAD_ONCE_INIT;
 static struct dm_io_client *seed_client;
 static unsigned long seed_pages; /* reserved by all callers together */
-static unsigned long seed_users; /* calls between lookup and submission */
+/* In a child of fork(): the parent's client, never used nor freed here
+ * (kept, volatile so that the store stays, so that it is not a leak). */
+static struct dm_io_client *volatile seed_inherited;
+
+/* Hold the lock across fork(), so the child's copy of the state is whole. */
+static void seed_prefork(void)
+{
+	pthread_mutex_lock(&seed_lock);
+}
+
+static void seed_postfork_parent(void)
+{
+	pthread_mutex_unlock(&seed_lock);
+}
+
+static void seed_postfork_child(void)
+{
+	if (seed_client)
+		seed_inherited = seed_client;
+	seed_client = NULL;
+	pthread_mutex_unlock(&seed_lock);
+}
+
+static void seed_atfork(void)
+{
+	pthread_atfork(seed_prefork, seed_postfork_parent, seed_postfork_child);
+}
+
+/* The default client, made now for @extra pages more than are held when
+ * there is none (in a child of fork(), say); 0 or a negative errno. */
+static int seed_create(unsigned long extra)
+{
+	if (seed_pages + extra > UINT_MAX)
+		return -EINVAL;
+	seed_client = dm_client_create((unsigned int)(seed_pages + extra));
+	return seed_client ? 0 : errno ? -errno : -ENOMEM;
+}
 
 DMIO_EXPORT int dm_io_get(unsigned int num_pages)
 {
@@ -21,15 +63,14 @@ DMIO_EXPORT int dm_io_get(unsigned int num_pages)
 
 	if (!num_pages)
 		return -EINVAL;
+	pthread_once(&seed_atfork_once, seed_atfork);
 	pthread_mutex_lock(&seed_lock);
 	if (num_pages > ULONG_MAX - seed_pages) {
 		ret = -EINVAL;
 	} else if (!seed_client) {
-		seed_client = dm_client_create(num_pages);
-		if (!seed_client)
-			ret = errno ? -errno : -ENOMEM;
+		ret = seed_create(num_pages);
 	} else {
-		ret = dm_pool_reserve(&seed_client->pool, num_pages);
+		ret = dm_client_reserve(seed_client, num_pages);
 	}
 	if (!ret)
 		seed_pages += num_pages;
@@ -44,17 +85,28 @@ DMIO_EXPORT void dm_io_put(unsigned int num_pages)
 	pthread_mutex_lock(&seed_lock);
 	if (num_pages && num_pages <= seed_pages) {
 		seed_pages -= num_pages;
-		if (!seed_pages) {
-			/* New calls now fail; let those already past the
-			 * check submit, then drain and free. */
+		if (seed_pages) {
+			/* Give back this share now: reserving per job must
+			 * not grow the process. */
+			if (seed_client)
+				dm_client_unreserve(seed_client, num_pages);
+		} else {
+			/* New calls now fail; those already past the check
+			 * hold the client as a request does, so its destroy
+			 * waits for them. */
 			client = seed_client;
 			seed_client = NULL;
-			while (seed_users)
-				pthread_cond_wait(&seed_idle, &seed_lock);
 		}
 	}
 	pthread_mutex_unlock(&seed_lock);
-	dm_io_client_destroy(client);
+	if (!client)
+		return;
+	/* On a completion thread (of any client), waiting could wait for
+	 * the very thread a seed call in flight needs: finish elsewhere. */
+	if (dm_current_cb_client)
+		dm_client_destroy_detached(client);
+	else
+		dm_io_client_destroy(client);
 }
 
 static int seed_io(unsigned int num_regions, struct io_region *where, int rw,
@@ -71,19 +123,19 @@ static int seed_io(unsigned int num_regions, struct io_region *where, int rw,
 	if (rw != DM_IO_READ && rw != DM_IO_WRITE)
 		return -EINVAL;
 	pthread_mutex_lock(&seed_lock);
+	/* A child of fork() holds a reservation but no client yet. */
+	ret = !seed_client && seed_pages ? seed_create(0) : 0;
 	req.client = seed_client;
 	if (req.client)
-		seed_users++;
+		dm_client_hold(req.client);
 	pthread_mutex_unlock(&seed_lock);
+	if (ret)
+		return ret;
 	if (!req.client)
 		return -EINVAL; /* no dm_io_get() reservation is held */
 
 	ret = dm_io(&req, num_regions, where, error_bits);
-
-	pthread_mutex_lock(&seed_lock);
-	if (!--seed_users)
-		pthread_cond_broadcast(&seed_idle);
-	pthread_mutex_unlock(&seed_lock);
+	dm_client_release(req.client);
 	return ret;
 }
 

@@ -1,79 +1,22 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The system-call backend: each chunk runs as plain preadv2/pwritev2,
- * fdatasync, fallocate or a block ioctl.  The same executor serves a lone
- * synchronous chunk on the caller's own thread, the thread-pool backend
- * (for when io_uring is disabled or blocked), and io_uring's helpers for
+ * The thread-pool backend, for when io_uring is disabled or blocked: a
+ * queue and worker threads that run each chunk with the system-call
+ * executor (exec.c).  The same pool, small, serves io_uring's helpers for
  * what a kernel's io_uring cannot do.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <linux/falloc.h>
-#include <linux/fs.h>
 #include <stdlib.h>
-#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "dmio-internal.h"
-
-/* Bytes moved, 0 for a data-less success, or -errno. */
-static int chunk_syscall(struct dm_chunk *c)
-{
-	const struct block_device *b = c->bdev;
-	off_t off = (off_t)(c->pos + c->done);
-	uint64_t range[2] = {c->pos, c->len};
-	const struct iovec *iov;
-	ssize_t ret;
-	int niov;
-
-	switch (c->op) {
-	case DM_CHUNK_READ:
-		niov = dm_chunk_iov(c, &iov);
-		ret = preadv2(b->fd, iov, niov, off, 0);
-		break;
-	case DM_CHUNK_WRITE:
-	case DM_CHUNK_ZERO_WRITE:
-		niov = dm_chunk_iov(c, &iov);
-		ret = pwritev2(b->fd, iov, niov, off,
-			       c->flags & DM_CHUNK_FUA ? RWF_DSYNC : 0);
-		break;
-	case DM_CHUNK_FLUSH:
-		ret = fdatasync(b->fd);
-		break;
-	case DM_CHUNK_DISCARD:
-		ret = b->is_blk ? ioctl(b->fd, BLKDISCARD, range)
-				: fallocate(b->fd,
-					    FALLOC_FL_PUNCH_HOLE |
-						    FALLOC_FL_KEEP_SIZE,
-					    off, (off_t)c->len);
-		break;
-	case DM_CHUNK_ZEROES:
-		ret = b->is_blk ? ioctl(b->fd, BLKZEROOUT, range)
-				: fallocate(b->fd,
-					    FALLOC_FL_ZERO_RANGE |
-						    FALLOC_FL_KEEP_SIZE,
-					    off, (off_t)c->len);
-		break;
-	default:
-		ret = 0;
-		break;
-	}
-	return ret < 0 ? -errno : (int)ret;
-}
-
-/* Run a chunk to its end on this thread. */
-void dm_chunk_exec(struct dm_chunk *c)
-{
-	while (dm_chunk_done(c, chunk_syscall(c)))
-		;
-}
+#include "backend.h"
 
 struct dm_threads {
 	struct dm_backend be;
 	pthread_mutex_t lock;
 	pthread_cond_t work;
-	struct dm_chunk *head, **tail;
+	struct dm_chunk_queue queue;
 	bool stop;
 	unsigned int nr_threads;
 	pthread_t threads[];
@@ -86,24 +29,20 @@ static void *worker(void *arg)
 	struct dm_threads *t = arg;
 	unsigned short prio = 0;
 
-	dm_current_cb_client = t->be.client;
 	pthread_mutex_lock(&t->lock);
 	for (;;) {
 		struct dm_chunk *c;
 
-		while (!t->head && !t->stop)
+		while (dm_cq_empty(&t->queue) && !t->stop)
 			pthread_cond_wait(&t->work, &t->lock);
-		c = t->head;
+		c = dm_cq_pop(&t->queue);
 		if (!c)
 			break;
-		t->head = c->next;
-		if (!t->head)
-			t->tail = &t->head;
 		pthread_mutex_unlock(&t->lock);
 
 		/* I/O priority belongs to the thread that issues the I/O. */
-		if (c->io->ioprio != prio) {
-			prio = c->io->ioprio;
+		if (c->ioprio != prio) {
+			prio = c->ioprio;
 			syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0,
 				prio);
 		}
@@ -117,14 +56,10 @@ static void *worker(void *arg)
 static void threads_submit(struct dm_backend *be, struct dm_chunk *head)
 {
 	struct dm_threads *t = to_threads(be);
-	unsigned int n = 0;
+	unsigned int n;
 
 	pthread_mutex_lock(&t->lock);
-	*t->tail = head;
-	for (; head; head = head->next) {
-		t->tail = &head->next;
-		n++;
-	}
+	n = dm_cq_splice(&t->queue, head);
 	if (n == 1)
 		pthread_cond_signal(&t->work);
 	else
@@ -174,7 +109,7 @@ struct dm_backend *dm_threads_create(struct dm_io_client *client,
 	}
 	t->be.ops = &threads_ops;
 	t->be.client = client;
-	t->tail = &t->head;
+	dm_cq_init(&t->queue);
 	t->nr_threads = nr_threads;
 	if (pthread_mutex_init(&t->lock, NULL)) {
 		free(t);
@@ -191,4 +126,42 @@ struct dm_backend *dm_threads_create(struct dm_io_client *client,
 		}
 	}
 	return &t->be;
+}
+
+#define NR_HELPERS 2 /* enough to overlap a few slow discards */
+
+/* The helpers are a thread pool of their own, kept out of the client's
+ * backend slot. */
+struct dm_helpers {
+	struct dm_backend *pool;
+};
+
+struct dm_helpers *dm_helpers_create(struct dm_io_client *client, int *err)
+{
+	struct dm_helpers *h = malloc(sizeof(*h));
+
+	if (!h) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	h->pool = dm_threads_create(client, NR_HELPERS, err);
+	if (!h->pool) {
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+void dm_helpers_submit(struct dm_helpers *h, struct dm_chunk *c)
+{
+	c->next = NULL; /* one chunk, not the rest of a list */
+	threads_submit(h->pool, c);
+}
+
+void dm_helpers_destroy(struct dm_helpers *h)
+{
+	if (!h)
+		return;
+	threads_destroy(h->pool);
+	free(h);
 }

@@ -15,7 +15,8 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "dmio-internal.h"
+#include "backend.h"
+#include "device.h"
 
 #ifndef BLOCK_URING_CMD_DISCARD
 #define BLOCK_URING_CMD_DISCARD _IO(0x12, 0) /* <linux/blkdev.h>, 6.12 */
@@ -30,12 +31,12 @@ struct dm_uring {
 	struct io_uring ring;
 	pthread_mutex_t lock; /* the SQ, inflight, pending and helpers */
 	unsigned int inflight;
-	struct dm_chunk *pending, **pending_tail;
+	struct dm_chunk_queue pending;
 	pthread_t thread;
 	/* Block-device discard as a uring command (Linux 6.12): 0 untried,
 	 * 1 works, -1 absent, and then helper threads issue BLKDISCARD. */
 	atomic_int cmd_discard;
-	struct dm_backend *helpers;
+	struct dm_helpers *helpers;
 	unsigned int batched; /* the reaper's: filled, not yet entered */
 };
 
@@ -70,13 +71,13 @@ static void prep_sqe(struct io_uring_sqe *sqe, struct dm_chunk *c)
 					     off);
 		if (c->flags & DM_CHUNK_FUA)
 			sqe->rw_flags = RWF_DSYNC;
-		sqe->ioprio = c->io->ioprio;
+		sqe->ioprio = c->ioprio;
 		break;
 	case DM_CHUNK_FLUSH:
 		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
 		break;
 	case DM_CHUNK_DISCARD:
-		if (c->bdev->is_blk) {
+		if (c->bdev->lim.is_blk) {
 			io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, NULL, 0,
 					 0);
 			sqe->cmd_op = BLOCK_URING_CMD_DISCARD;
@@ -109,22 +110,21 @@ static bool to_helpers(struct dm_uring *u, struct dm_chunk *c)
 {
 	int err = 0;
 
-	if (c->op != DM_CHUNK_DISCARD || !c->bdev->is_blk ||
+	if (c->op != DM_CHUNK_DISCARD || !c->bdev->lim.is_blk ||
 	    atomic_load(&u->cmd_discard) >= 0)
 		return false;
 	pthread_mutex_lock(&u->lock);
 	if (!u->helpers)
-		u->helpers = dm_threads_create(u->be.client, 2, &err);
+		u->helpers = dm_helpers_create(u->be.client, &err);
 	pthread_mutex_unlock(&u->lock);
 	if (!u->helpers) {
 		/* No helper: fail it through the ring, so that it still
 		 * completes on the reaper like everything else. */
 		c->flags |= DM_CHUNK_FAILED;
-		c->be_res = err;
+		c->be.uring.err = err;
 		return false;
 	}
-	c->next = NULL;
-	u->helpers->ops->submit(u->helpers, c);
+	dm_helpers_submit(u->helpers, c);
 	return true;
 }
 
@@ -137,28 +137,19 @@ static void flush_sq(struct dm_uring *u)
 	io_uring_smp_store_release(sq->ktail, sq->sqe_tail);
 }
 
-/* Move pending chunks, then @head, into the ring while there is room; the
+/* Move pending chunks, then @more, into the ring while there is room; the
  * rest waits on the pending list, in order.  Returns entries filled. */
-static unsigned int fill_locked(struct dm_uring *u, struct dm_chunk *head)
+static unsigned int fill_locked(struct dm_uring *u, struct dm_chunk_queue *more)
 {
 	unsigned int n = 0;
 
-	if (head) {
-		*u->pending_tail = head;
-		while (head->next)
-			head = head->next;
-		u->pending_tail = &head->next;
-	}
-	while (u->pending && u->inflight < CQ_ENTRIES) {
-		struct dm_chunk *c = u->pending;
+	dm_cq_move(&u->pending, more);
+	while (!dm_cq_empty(&u->pending) && u->inflight < CQ_ENTRIES) {
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
 
 		if (!sqe)
 			break; /* others' entries not yet entered; they will */
-		u->pending = c->next;
-		if (!u->pending)
-			u->pending_tail = &u->pending;
-		prep_sqe(sqe, c);
+		prep_sqe(sqe, dm_cq_pop(&u->pending));
 		u->inflight++;
 		n++;
 	}
@@ -186,21 +177,22 @@ static void enter(struct dm_uring *u, unsigned int n)
 static void uring_submit(struct dm_backend *be, struct dm_chunk *head)
 {
 	struct dm_uring *u = to_uring(be);
-	struct dm_chunk **link = &head;
+	struct dm_chunk_queue keep;
+	struct dm_chunk *c;
 	unsigned int n;
 
+	dm_cq_init(&keep);
 	if (atomic_load(&u->cmd_discard) < 0) {
-		while (*link) {
-			struct dm_chunk *c = *link, *next = c->next;
-
-			if (to_helpers(u, c))
-				*link = next;
-			else
-				link = &c->next;
+		while ((c = head)) {
+			head = c->next;
+			if (!to_helpers(u, c))
+				dm_cq_push(&keep, c);
 		}
+	} else {
+		dm_cq_splice(&keep, head);
 	}
 	pthread_mutex_lock(&u->lock);
-	n = fill_locked(u, head);
+	n = fill_locked(u, &keep);
 	pthread_mutex_unlock(&u->lock);
 	/* Callbacks run by the reaper submit together, once the batch of
 	 * completions is done: one system call for all of them. */
@@ -229,15 +221,15 @@ static void *reaper(void *arg)
 {
 	struct dm_uring *u = arg;
 
-	dm_current_cb_client = u->be.client;
 	reaping = u;
 	for (;;) {
-		struct dm_chunk *again = NULL, **tail = &again;
+		struct dm_chunk_queue again;
 		struct io_uring_cqe *cqe;
 		unsigned int head, ready, n = 0, filled;
 		bool stop = false;
 		int ret;
 
+		dm_cq_init(&again);
 		ret = io_uring_wait_cqe(&u->ring, &cqe);
 		if (ret < 0)
 			continue; /* -EINTR; the ring itself cannot fail */
@@ -259,24 +251,20 @@ static void *reaper(void *arg)
 			if (!c) {
 				stop = true;
 			} else if (c->flags & DM_CHUNK_FAILED) {
-				dm_chunk_done(c, c->be_res);
+				dm_chunk_complete(c, c->be.uring.err, &again);
 			} else if (c->op == DM_CHUNK_DISCARD &&
-				   c->bdev->is_blk &&
+				   c->bdev->lim.is_blk &&
 				   !discard_probed(u, cqe->res)) {
-				if (!to_helpers(u, c)) {
-					*tail = c;
-					tail = &c->next;
-				}
-			} else if (dm_chunk_done(c, cqe->res)) {
-				*tail = c;
-				tail = &c->next;
+				if (!to_helpers(u, c))
+					dm_cq_push(&again, c);
+			} else {
+				dm_chunk_complete(c, cqe->res, &again);
 			}
 		}
 		io_uring_cq_advance(&u->ring, n);
-		*tail = NULL;
 
 		pthread_mutex_lock(&u->lock);
-		filled = fill_locked(u, again);
+		filled = fill_locked(u, &again);
 		pthread_mutex_unlock(&u->lock);
 		enter(u, filled + u->batched);
 		u->batched = 0;
@@ -305,8 +293,7 @@ static void uring_destroy(struct dm_backend *be)
 	pthread_mutex_unlock(&u->lock);
 	enter(u, 1);
 	pthread_join(u->thread, NULL);
-	if (u->helpers)
-		u->helpers->ops->destroy(u->helpers);
+	dm_helpers_destroy(u->helpers);
 	io_uring_queue_exit(&u->ring);
 	pthread_mutex_destroy(&u->lock);
 	free(u);
@@ -362,7 +349,7 @@ struct dm_backend *dm_uring_create(struct dm_io_client *client, int *err)
 	}
 	u->be.ops = &uring_ops;
 	u->be.client = client;
-	u->pending_tail = &u->pending;
+	dm_cq_init(&u->pending);
 	atomic_init(&u->cmd_discard, 0);
 	ret = -pthread_mutex_init(&u->lock, NULL);
 	if (!ret)

@@ -1,20 +1,17 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Test harness: temporary directories, pattern-filled files, loop devices
- * attached with LOOP_CONFIGURE and LO_FLAGS_AUTOCLEAR (so that a crashing
- * test still leaves no device behind), and cmocka fixtures that clean up
- * whatever a test made, whether it passed or not.
+ * Test harness: pattern-filled files and devices made with tests/lib
+ * (temporary directories, loop devices attached with LOOP_CONFIGURE and
+ * LO_FLAGS_AUTOCLEAR, so that a crashing test still leaves no device
+ * behind), and cmocka fixtures that clean up whatever a test made, whether
+ * it passed or not.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
-#include <linux/loop.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <signal.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -88,60 +85,10 @@ long h_byte_mismatch(const void *buf, size_t len, uint8_t byte)
 /* ---- directories, files, loop devices --------------------------------------
  */
 
-/* Directories of test processes killed before their teardown (a timeout,
- * a crash): "dmio-test-PID-XXXXXX" whose PID is gone. */
-static void remove_stale_tmpdirs(void)
-{
-	DIR *d = opendir(H_TMPDIR_PARENT);
-	struct dirent *de;
-
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		char path[sizeof(H_TMPDIR_PARENT) + 256];
-		int pid;
-
-		if (sscanf(de->d_name, "dmio-test-%d-", &pid) != 1 ||
-		    pid <= 0 || pid == getpid() || kill(pid, 0) == 0 ||
-		    errno != ESRCH)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", H_TMPDIR_PARENT,
-			 de->d_name);
-		h_tmpdir_remove(path);
-	}
-	closedir(d);
-}
-
 int h_tmpdir_make(char *dir, size_t size)
 {
-	remove_stale_tmpdirs();
-	if (snprintf(dir, size, "%s/dmio-test-%d-XXXXXX", H_TMPDIR_PARENT,
-		     (int)getpid()) >= (int)size)
-		return -ENAMETOOLONG;
-	if (!mkdtemp(dir))
-		return -errno;
-	return 0;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag,
-		  struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	if (remove(path) < 0 && errno != ENOENT)
-		fprintf(stderr, "harness: remove %s: %s\n", path,
-			strerror(errno));
-	return 0;
-}
-
-int h_tmpdir_remove(const char *dir)
-{
-	if (!dir[0])
-		return 0;
-	if (nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS) < 0)
-		return -errno;
-	return 0;
+	tl_tmpdir_remove_stale(H_TMPDIR_PARENT);
+	return tl_tmpdir_make(dir, size, H_TMPDIR_PARENT, "");
 }
 
 int h_file_create(const char *path, uint64_t size, uint32_t seed)
@@ -198,87 +145,11 @@ static int sparse_create(const char *path, uint64_t size)
 	return fd;
 }
 
-/* devtmpfs makes the node as the kernel adds the device; allow a moment. */
-static int open_loop_node(const char *path)
-{
-	int i, fd = -1;
-
-	for (i = 0; i < 100; i++) {
-		fd = open(path, O_RDWR | O_CLOEXEC);
-		if (fd >= 0 || errno != ENOENT)
-			break;
-		h_sleep_ms(10);
-	}
-	return fd < 0 ? -errno : fd;
-}
-
-int h_loop_attach(int backing_fd, unsigned int lbs, struct h_loop *lo)
-{
-	int ctl, attempt, err = -EBUSY;
-
-	lo->fd = -1;
-	lo->nr = -1;
-	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
-	if (ctl < 0)
-		return -errno;
-	/* Another process may take the free device between GET_FREE and
-	 * CONFIGURE: then ask again. */
-	for (attempt = 0; attempt < 64; attempt++) {
-		struct loop_config cfg = {
-			.fd = (uint32_t)backing_fd,
-			.block_size = lbs,
-			.info.lo_flags = LO_FLAGS_AUTOCLEAR,
-		};
-		int nr = ioctl(ctl, LOOP_CTL_GET_FREE);
-		int fd;
-
-		if (nr < 0) {
-			err = -errno;
-			break;
-		}
-		snprintf(lo->path, sizeof(lo->path), "/dev/loop%d", nr);
-		fd = open_loop_node(lo->path);
-		if (fd < 0) {
-			err = fd;
-			break;
-		}
-		snprintf((char *)cfg.info.lo_file_name,
-			 sizeof(cfg.info.lo_file_name), "dmio-test");
-		if (ioctl(fd, LOOP_CONFIGURE, &cfg) == 0) {
-			lo->fd = fd;
-			lo->nr = nr;
-			err = 0;
-			break;
-		}
-		err = -errno;
-		close(fd);
-		if (err != -EBUSY)
-			break;
-	}
-	close(ctl);
-	return err;
-}
-
-void h_loop_detach(struct h_loop *lo)
-{
-	if (lo->fd < 0)
-		return;
-	/* With AUTOCLEAR the kernel detaches at the last close anyway; ask
-	 * explicitly so that nothing waits for that. */
-	if (ioctl(lo->fd, LOOP_CLR_FD, 0) < 0 && errno != ENXIO)
-		fprintf(stderr, "harness: LOOP_CLR_FD %s: %s\n", lo->path,
-			strerror(errno));
-	close(lo->fd);
-	lo->fd = -1;
-}
-
 int h_loop_shrink(struct h_dev *dev, uint64_t size)
 {
 	if (ftruncate(dev->fd, (off_t)size) < 0)
 		return -errno;
-	if (dev->loop.fd >= 0 && ioctl(dev->loop.fd, LOOP_SET_CAPACITY, 0) < 0)
-		return -errno;
-	return 0;
+	return dev->loop.fd >= 0 ? tl_loop_set_capacity(&dev->loop) : 0;
 }
 
 void h_need_mount(const char *why)
@@ -294,16 +165,11 @@ void h_need_mount(const char *why)
 
 void h_need_root(const char *why)
 {
-	if (geteuid() != 0) {
+	char reason[128];
+
+	if (!tl_loop_available(reason, sizeof(reason))) {
 		h_skips++;
-		print_message("SKIP: %s: loop devices need root (euid %u)\n",
-			      why, (unsigned int)geteuid());
-		skip();
-	}
-	if (access("/dev/loop-control", R_OK | W_OK) < 0) {
-		h_skips++;
-		print_message("SKIP: %s: /dev/loop-control: %s\n", why,
-			      strerror(errno));
+		print_message("SKIP: %s: %s\n", why, reason);
 		skip();
 	}
 }
@@ -437,7 +303,7 @@ static int group_setup(void **state, enum h_kind kind)
 		if (err) {
 			fprintf(stderr, "harness: dm_io_get(%u): %s\n",
 				h_group_seed_pages, strerror(-err));
-			h_tmpdir_remove(env->dir);
+			tl_rmtree(env->dir);
 			free(env);
 			return -1;
 		}
@@ -465,7 +331,7 @@ int h_group_teardown(void **state)
 		return 0;
 	if (env->group_seed)
 		dm_io_put(env->group_seed);
-	h_tmpdir_remove(env->dir);
+	tl_rmtree(env->dir);
 	free(env);
 	*state = NULL;
 	return 0;
@@ -510,7 +376,7 @@ int h_test_teardown(void **state)
 				dev->attr_name, dev->loop.path,
 				strerror(errno));
 		dev->attr_name[0] = '\0';
-		h_loop_detach(&dev->loop);
+		tl_loop_detach(&dev->loop);
 		if (dev->fd >= 0)
 			close(dev->fd);
 		if (dev->file[0])
@@ -592,7 +458,7 @@ static struct h_dev *dev_new(struct h_env *env, const char *dir,
 	env->nr_devs++; /* from here on teardown cleans it up */
 
 	if (kind == H_LOOP) {
-		err = h_loop_attach(fd, lbs, &dev->loop);
+		err = tl_loop_attach(fd, lbs, &dev->loop);
 		if (err)
 			fail_msg("attaching a loop device (lbs %u) to %s: %s",
 				 lbs, dev->file, strerror(-err));
@@ -838,37 +704,25 @@ void h_pl_copy_out(struct page_list *pl, unsigned int offset, void *dst,
 	pl_copy(pl, offset, dst, len, false);
 }
 
-/* ---- waiting ------------------------------------------------------------ */
+/* ---- watchdog ---------------------------------------------------------- */
 
-uint64_t h_now_ms(void)
+static const char *watch_what;
+
+static void watch_fired(int sig)
 {
-	struct timespec ts;
+	static const char fail[] = "FAIL: ", took[] = " took too long\n";
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	(void)sig;
+	if (write(2, fail, sizeof(fail) - 1) < 0 ||
+	    write(2, watch_what, strlen(watch_what)) < 0 ||
+	    write(2, took, sizeof(took) - 1) < 0)
+		_exit(1);
+	_exit(1);
 }
 
-void h_sleep_ms(unsigned int ms)
+void h_watchdog(unsigned int seconds, const char *what)
 {
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-bool h_wait_count(atomic_uint *v, unsigned int target, unsigned int timeout_ms)
-{
-	struct timespec start, now;
-
-	clock_gettime(CLOCK_MONOTONIC, &start);
-	for (;;) {
-		if (atomic_load(v) >= target)
-			return true;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if ((now.tv_sec - start.tv_sec) * 1000 +
-			    (now.tv_nsec - start.tv_nsec) / 1000000 >=
-		    (long)timeout_ms)
-			return atomic_load(v) >= target;
-		h_sleep_ms(1);
-	}
+	watch_what = what ? what : "the test";
+	signal(SIGALRM, watch_fired);
+	alarm(seconds);
 }

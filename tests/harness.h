@@ -29,6 +29,8 @@
 
 #include <dmio/dm-io.h>
 
+#include "tl.h"
+
 #define H_MAX_DEVS   16
 #define H_MAX_BDEVS  32
 #define H_MAX_MOUNTS 4
@@ -40,20 +42,14 @@ enum h_kind {
 	H_LOOP
 };
 
-struct h_loop {
-	int fd; /* the loop device, kept open: LO_FLAGS_AUTOCLEAR */
-	int nr;
-	char path[32];
-};
-
 struct h_dev {
-	char path[128];	    /* what dm_bdev_open() takes */
-	char file[128];	    /* the regular file (unlinked for loops) */
-	int fd;		    /* the real bytes: the file or the loop's backing */
-	struct h_loop loop; /* loop.fd < 0 for a plain file */
-	uint64_t size;	    /* bytes at creation */
-	uint32_t seed;	    /* initial content: h_pattern(seed, offset) */
-	bool sparse;	    /* initial content: a hole (zeroes), not seed's */
+	char path[128]; /* what dm_bdev_open() takes */
+	char file[128]; /* the regular file (unlinked for loops) */
+	int fd;		/* the real bytes: the file or the loop's backing */
+	struct tl_loop loop; /* loop.fd < 0 for a plain file */
+	uint64_t size;	     /* bytes at creation */
+	uint32_t seed;	     /* initial content: h_pattern(seed, offset) */
+	bool sparse;	     /* initial content: a hole (zeroes), not seed's */
 	struct timespec mtime;
 	/* a queue attribute changed by h_loop_set_queue_attr(), restored by
 	 * h_test_teardown() */
@@ -91,19 +87,30 @@ long h_pattern_mismatch(const void *buf, size_t len, uint32_t seed,
 long h_byte_mismatch(const void *buf, size_t len, uint8_t byte);
 
 /* ---- directories, files, loop devices --------------------------------------
+ * (built on tests/lib/tl.h: tl_rmtree(), tl_loop_attach(), ...)
  */
 
 /* mkdtemp /dev/shm/dmio-test-PID-XXXXXX, first removing such directories
  * left by test processes that died without their teardown. */
 int h_tmpdir_make(char *dir, size_t size);
-int h_tmpdir_remove(const char *dir);
+static inline int h_tmpdir_remove(const char *dir)
+{
+	return tl_rmtree(dir);
+}
 /* Create @path of @size bytes filled with h_pattern(@seed, 0); returns an
  * O_RDWR fd or -errno. */
 int h_file_create(const char *path, uint64_t size, uint32_t seed);
 /* Attach a free loop device over @backing_fd with logical block size @lbs
  * (LOOP_CTL_GET_FREE + LOOP_CONFIGURE, LO_FLAGS_AUTOCLEAR).  0 or -errno. */
-int h_loop_attach(int backing_fd, unsigned int lbs, struct h_loop *lo);
-void h_loop_detach(struct h_loop *lo);
+static inline int h_loop_attach(int backing_fd, unsigned int lbs,
+				struct tl_loop *lo)
+{
+	return tl_loop_attach(backing_fd, lbs, lo);
+}
+static inline void h_loop_detach(struct tl_loop *lo)
+{
+	tl_loop_detach(lo);
+}
 /* Shrink a loop device with its backing file to @size bytes. */
 int h_loop_shrink(struct h_dev *dev, uint64_t size);
 
@@ -221,9 +228,27 @@ void h_pl_copy_out(struct page_list *pl, unsigned int offset, void *dst,
  */
 
 /* Wait until *@v >= @target, at most @timeout_ms; true when reached. */
-bool h_wait_count(atomic_uint *v, unsigned int target, unsigned int timeout_ms);
-void h_sleep_ms(unsigned int ms);
+static inline bool h_wait_count(atomic_uint *v, unsigned int target,
+				unsigned int timeout_ms)
+{
+	return tl_wait_count(v, target, timeout_ms);
+}
+static inline void h_sleep_ms(unsigned int ms)
+{
+	tl_sleep_ms(ms);
+}
 /* CLOCK_MONOTONIC in milliseconds. */
-uint64_t h_now_ms(void);
+static inline uint64_t h_now_ms(void)
+{
+	return tl_now_ms();
+}
+
+/*
+ * Fail the whole program, with "FAIL: <what> took over @seconds s", unless
+ * h_watchdog(0, NULL) comes first: how a test whose bug is a hang or a
+ * spin fails rather than stalls.  Allocates nothing (the allocators may be
+ * failing); @what must outlive the watch.
+ */
+void h_watchdog(unsigned int seconds, const char *what);
 
 #endif /* DMIO_TESTS_HARNESS_H */

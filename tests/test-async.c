@@ -207,6 +207,60 @@ static void refused_async_request_never_calls_back(void **state)
 	free(data);
 }
 
+/* ---- where callbacks run ------------------------------------------------ */
+
+struct where_cb {
+	atomic_uint calls;
+	pthread_t thread;
+	unsigned long bits;
+};
+
+static void where_cb(unsigned long error, void *context)
+{
+	struct where_cb *w = context;
+
+	w->thread = pthread_self();
+	w->bits = error;
+	atomic_fetch_add(&w->calls, 1);
+}
+
+/* dm_io(3): notify.fn runs on a library thread, never inside dm_io() on
+ * the caller's, even for a request with nothing to issue or whose regions
+ * all fail before issue. */
+static void callback_never_runs_on_the_callers_thread(void **state)
+{
+	struct h_env *env = h_env(state);
+	struct dm_io_client *client = dm_io_client_create();
+	char *data = h_alloc_aligned(8 * KiB);
+	struct devs d;
+	struct io_region cases[3];
+	const unsigned long want_bits[3] = {0, 0, 1};
+	unsigned int i;
+
+	assert_non_null(client);
+	devs_setup(env, &d, 1 * MiB);
+	memset(data, 0x3c, 8 * KiB);
+	cases[0] = (struct io_region){d.bdev[0], 8, 16};    /* real I/O */
+	cases[1] = (struct io_region){d.bdev[0], 8, 0};	    /* nothing to do */
+	cases[2] = (struct io_region){d.bdev[0], 2048, 16}; /* past the end */
+	for (i = 0; i < 3; i++) {
+		struct where_cb w = {0};
+		struct dm_io_request req = {
+			.bi_opf = DM_IO_OP_WRITE,
+			.mem = {.type = DM_IO_KMEM, .ptr.addr = data},
+			.notify = {where_cb, &w},
+			.client = client,
+		};
+
+		assert_int_equal(dm_io(&req, 1, &cases[i], NULL), 0);
+		assert_true(h_wait_count(&w.calls, 1, 30000));
+		assert_false(pthread_equal(w.thread, pthread_self()));
+		assert_int_equal(w.bits, want_bits[i]);
+	}
+	dm_io_client_destroy(client);
+	free(data);
+}
+
 /* ---- chains ------------------------------------------------------------- */
 
 #define CHAIN_LEN 200
@@ -917,6 +971,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		H_TEST(async_callback_runs_exactly_once_after_all_regions),
 		H_TEST(refused_async_request_never_calls_back),
+		H_TEST(callback_never_runs_on_the_callers_thread),
 		H_TEST(chain_of_200_async_writes_from_callbacks_seed),
 		H_TEST(chain_of_200_async_writes_from_callbacks_client),
 		H_TEST(sync_call_from_callback_is_edeadlk),

@@ -89,15 +89,7 @@ static void expect_why(const char *why, const char *needle)
 
 /* The client moves data: a mirrored write to two devices of the group,
  * read back synchronously and asynchronously. */
-static atomic_uint cb_done;
-static atomic_ulong cb_bits;
-
-static void cb(unsigned long error, void *context)
-{
-	(void)context;
-	atomic_store(&cb_bits, error);
-	atomic_fetch_add(&cb_done, 1);
-}
+static struct tl_rec rec; /* outlives a test that fails */
 
 static void round_trip(struct h_env *env, struct dm_io_client *client)
 {
@@ -124,11 +116,11 @@ static void round_trip(struct h_env *env, struct dm_io_client *client)
 	assert_int_equal(dm_io(&req, 1, &where[1], &bits), 0);
 	assert_memory_equal(got, data, len);
 	memset(got, 0, len);
-	atomic_store(&cb_done, 0);
-	req.notify = (struct dm_io_notify){cb, NULL};
+	tl_rec_init(&rec);
+	req.notify = (struct dm_io_notify){tl_rec_cb, &rec};
 	assert_int_equal(dm_io(&req, 1, &where[0], NULL), 0);
-	assert_true(h_wait_count(&cb_done, 1, 30000));
-	assert_int_equal(atomic_load(&cb_bits), 0);
+	assert_true(tl_rec_wait(&rec, 1, 30000));
+	assert_int_equal(atomic_load(&rec.bits), 0);
 	assert_memory_equal(got, data, len);
 	free(data);
 	free(got);

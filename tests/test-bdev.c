@@ -9,6 +9,7 @@
 #include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -102,6 +103,55 @@ static void open_missing_path_is_enoent(void **state)
 	errno = 0;
 	assert_null(dm_bdev_open(path, DM_BDEV_RDONLY));
 	assert_int_equal(errno, ENOENT);
+	/* dm_bdev_open(3): it never creates a file. */
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(errno, ENOENT);
+}
+
+/* dm_bdev_open(3): a 0-byte file opens as a device of 0 sectors, on which
+ * every region with sectors fails with ENXIO and nothing grows the file;
+ * a region of count 0 is skipped, and a flush succeeds. */
+static void open_empty_file_is_a_device_of_no_sectors(void **state)
+{
+	struct h_env *env = h_env(state);
+	char path[128], buf[512];
+	struct block_device *bdev;
+	struct io_region one, none;
+	struct dm_io_request req = {
+		.mem = {.type = DM_IO_KMEM, .ptr.addr = buf},
+		.client = dm_io_client_create(),
+	};
+	unsigned long bits;
+	int errs[1], fd, rw;
+	struct stat st;
+
+	assert_non_null(req.client);
+	req.region_errors = errs;
+	snprintf(path, sizeof(path), "%s/empty", env->dir);
+	fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	bdev = h_open_spec(env, path, 0);
+	assert_int_equal(dm_bdev_nr_sectors(bdev), 0);
+	one = (struct io_region){bdev, 0, 1};
+	none = (struct io_region){bdev, 0, 0};
+	for (rw = DM_IO_OP_READ; rw <= DM_IO_OP_WRITE; rw++) {
+		memset(buf, 0x77, sizeof(buf));
+		req.bi_opf = (unsigned int)rw;
+		bits = 0;
+		errs[0] = 0;
+		assert_int_equal(dm_io(&req, 1, &one, &bits), -EIO);
+		assert_int_equal(bits, 1);
+		assert_int_equal(errs[0], -ENXIO);
+		assert_int_equal(dm_io(&req, 1, &none, &bits), 0);
+		assert_int_equal(bits, 0);
+	}
+	req.bi_opf = DM_IO_OP_FLUSH;
+	assert_int_equal(dm_io(&req, 1, &none, &bits), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 0);
+	dm_io_client_destroy(req.client);
+	unlink(path);
 }
 
 static void open_directory_is_eisdir(void **state)
@@ -287,6 +337,7 @@ int main(void)
 		H_TEST(close_with_io_in_flight_is_ebusy),
 		H_TEST(open_file_size_rounds_down_to_whole_sectors),
 		H_TEST(file_size_is_read_at_open),
+		H_TEST(open_empty_file_is_a_device_of_no_sectors),
 	};
 	const struct CMUnitTest loop_tests[] = {
 		H_TEST(open_reports_size_in_sectors),

@@ -49,28 +49,14 @@ static void expect_written(struct direct *x, uint32_t seed)
 	}
 }
 
-struct done {
-	atomic_uint n;
-	atomic_ulong bits;
-};
-
-static void done_cb(unsigned long error, void *context)
-{
-	struct done *d = context;
-
-	atomic_store(&d->bits, error);
-	atomic_fetch_add(&d->n, 1);
-}
-
 static unsigned long async_vm(unsigned int n, struct io_region *where, int rw,
 			      void *buf)
 {
-	struct done d;
+	struct tl_rec d;
 
-	atomic_init(&d.n, 0);
-	atomic_init(&d.bits, ~0ul);
-	assert_int_equal(dm_io_async_vm(n, where, rw, buf, done_cb, &d), 0);
-	if (!h_wait_count(&d.n, 1, 30000))
+	tl_rec_init(&d);
+	assert_int_equal(dm_io_async_vm(n, where, rw, buf, tl_rec_cb, &d), 0);
+	if (!tl_rec_wait(&d, 1, 30000))
 		fail_msg("no callback within 30 s");
 	return atomic_load(&d.bits);
 }

@@ -319,17 +319,7 @@ static void drop_writes_drops_only_its_own_sectors(void **state)
 
 /* ---- delay -------------------------------------------------------------- */
 
-static atomic_uint cb_done;
-static atomic_ulong cb_bits;
-static _Atomic uint64_t cb_at;
-
-static void cb(unsigned long error, void *context)
-{
-	(void)context;
-	atomic_store(&cb_at, h_now_ms());
-	atomic_store(&cb_bits, error);
-	atomic_fetch_add(&cb_done, 1);
-}
+static struct tl_rec rec; /* outlives a test that fails */
 
 static void delay_ms_delays_every_io(void **state)
 {
@@ -342,7 +332,7 @@ static void delay_ms_delays_every_io(void **state)
 	struct dm_io_request req = {
 		.bi_opf = DM_IO_OP_WRITE,
 		.mem = {.type = DM_IO_KMEM, .ptr.addr = buf},
-		.notify = {cb, NULL},
+		.notify = {tl_rec_cb, &rec},
 		.client = client(),
 	};
 	unsigned long bits;
@@ -358,12 +348,12 @@ static void delay_ms_delays_every_io(void **state)
 	assert_int_equal(h_pattern_mismatch(buf, 4 * KiB, 119, 0), -1);
 
 	h_pattern(buf, 4 * KiB, 120, 0);
-	atomic_store(&cb_done, 0);
+	tl_rec_init(&rec);
 	t0 = h_now_ms();
 	assert_int_equal(dm_io(&req, 1, &r, NULL), 0);
-	assert_true(h_wait_count(&cb_done, 1, 30000));
-	assert_int_equal(atomic_load(&cb_bits), 0);
-	assert_true(atomic_load(&cb_at) - t0 >= ms);
+	assert_true(tl_rec_wait(&rec, 1, 30000));
+	assert_int_equal(atomic_load(&rec.bits), 0);
+	assert_true(atomic_load(&rec.done_ms) - t0 >= ms);
 	h_expect_pattern(dev, 24 * 512, 4 * KiB, 120, 0);
 	free(buf);
 }

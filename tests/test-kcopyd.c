@@ -4,7 +4,8 @@
  * destinations across sub-job boundaries and an unaligned tail; a short or
  * failing destination with and without IGNORE_ERROR; WRITE_SEQ order;
  * zeroing; a count-0 source; the errno per destination; destroy with jobs
- * in flight; callbacks one at a time on the client's thread; refusals.
+ * in flight; callbacks one at a time on the client's thread; refusals;
+ * regions that overlap on one device (issue 11); STOP_ON_READ_ERROR.
  *
  * Callbacks run on the kcopyd client's thread: they record what they saw
  * and the test thread checks it.
@@ -725,6 +726,181 @@ static void bad_arguments_are_einval_without_callback(void **state)
 	}
 }
 
+/* ---- regions that share a device ---------------------------------------- */
+
+/* @dev's path with "/./" for its last '/': another name for the file. */
+static void other_name(const struct h_dev *dev, char *buf, size_t len)
+{
+	const char *slash = strrchr(dev->path, '/');
+
+	snprintf(buf, len, "%.*s/.%s", (int)(slash - dev->path), dev->path,
+		 slash);
+}
+
+static void same_storage_seen_through_names_and_fault_layers(void **state)
+{
+	struct h_env *env = h_env(state);
+	struct h_dev *dev = h_dev_new(env, DEV_BYTES, 535);
+	struct h_dev *other = h_dev_new(env, DEV_BYTES, 536);
+	struct block_device *a = h_open(env, dev, 0);
+	struct block_device *b = h_open(env, dev, DM_BDEV_RDONLY);
+	char spec[300], name[200];
+
+	other_name(dev, name, sizeof(name));
+	snprintf(spec, sizeof(spec), "fault:fail-reads=all:%s", name);
+	assert_int_equal(dm_bdev_same(a, b), 1);
+	assert_int_equal(dm_bdev_same(a, h_open_spec(env, name, 0)), 1);
+	assert_int_equal(dm_bdev_same(h_open_spec(env, spec, 0), b), 1);
+	assert_int_equal(dm_bdev_same(a, h_open(env, other, 0)), 0);
+	assert_int_equal(dm_bdev_same(a, NULL), 0);
+	assert_int_equal(dm_bdev_same(NULL, NULL), 0);
+}
+
+/*
+ * Copy [@src_sect, +@count) of one device to @dst_sect of the same device,
+ * through two handles (the source one a fault: wrapper that delays every
+ * read, so that concurrent sub-jobs finish out of step), and check that
+ * the destination holds what the source held before, memmove()-style.
+ */
+static void overlapping_copy(void **state, unsigned int per_job,
+			     sector_t src_sect, sector_t dst_sect,
+			     sector_t count)
+{
+	struct h_env *env = h_env(state);
+	struct dm_kcopyd_client *kc = kc_new(SMALL, per_job);
+	struct h_dev *dev = h_dev_new(env, DEV_BYTES, 540);
+	char spec[200];
+	struct io_region from, to;
+	struct job j;
+
+	snprintf(spec, sizeof(spec), "fault:delay=1:%s", dev->path);
+	from = (struct io_region){h_open_spec(env, spec, 0), src_sect, count};
+	to = (struct io_region){h_open(env, dev, 0), dst_sect, count};
+	job_init(&j);
+	assert_int_equal(dm_kcopyd_copy(kc, &from, 1, &to, IGNORE, job_cb, &j),
+			 0);
+	job_wait(&j);
+	assert_int_equal(j.read_err, 0);
+	assert_int_equal(j.write_err, 0);
+	h_expect_initial(dev, 0, dst_sect * 512);
+	h_expect_pattern(dev, dst_sect * 512, count * 512, dev->seed,
+			 src_sect * 512);
+	h_expect_initial(dev, (dst_sect + count) * 512,
+			 dev->size - (dst_sect + count) * 512);
+}
+
+static void overlap_above_the_source_one_sub_job_at_a_time(void **state)
+{
+	/* In order from the front, every sub-job would read what the one
+	 * before it had just written. */
+	overlapping_copy(state, 1, 8, 9, SMALL * SMALL_JOBS);
+}
+
+static void overlap_above_the_source_concurrent(void **state)
+{
+	overlapping_copy(state, 8, 8, 8 + SMALL / 2, SMALL * SMALL_JOBS);
+	overlapping_copy(state, 8, 0, 3 * SMALL + 8, SMALL * SMALL_JOBS + 5);
+}
+
+static void overlap_below_the_source_concurrent(void **state)
+{
+	overlapping_copy(state, 8, 8 + SMALL / 2, 8, SMALL * SMALL_JOBS);
+	overlapping_copy(state, 8, 3 * SMALL + 8, 0, SMALL * SMALL_JOBS + 5);
+}
+
+static void overlap_onto_itself_copies(void **state)
+{
+	overlapping_copy(state, 8, 8, 8, SMALL * SMALL_JOBS);
+}
+
+static void overlaps_no_order_can_serve_are_einval(void **state)
+{
+	struct h_env *env = h_env(state);
+	struct dm_kcopyd_client *kc = kc_new(SMALL, 8);
+	struct h_dev *dev = h_dev_new(env, DEV_BYTES, 545);
+	struct block_device *a = h_open(env, dev, 0), *b = h_open(env, dev, 0);
+	struct io_region from = {a, 1000, 100};
+	struct io_region twice[2] = {{a, 3000, 100}, {b, 3050, 100}};
+	struct io_region sides[2] = {{b, 950, 100}, {a, 1050, 100}};
+	struct io_region apart[2] = {{a, 3000, 100}, {b, 3100, 100}};
+	struct job j;
+
+	atomic_store(&refused_cb, 0);
+	assert_int_equal(dm_kcopyd_copy(kc, &from, 2, twice, 0, refused, NULL),
+			 -EINVAL);
+	assert_int_equal(dm_kcopyd_copy(kc, &from, 2, sides, 0, refused, NULL),
+			 -EINVAL);
+	h_sleep_ms(50);
+	assert_int_equal(atomic_load(&refused_cb), 0);
+	h_expect_untouched(dev);
+	/* Side by side on one device is fine. */
+	job_init(&j);
+	assert_int_equal(dm_kcopyd_copy(kc, &from, 2, apart, 0, job_cb, &j), 0);
+	job_wait(&j);
+	assert_int_equal(j.write_err, 0);
+	h_expect_pattern(dev, 3000 * 512, 100 * 512, dev->seed, 1000 * 512);
+	h_expect_pattern(dev, 3100 * 512, 100 * 512, dev->seed, 1000 * 512);
+}
+
+/* ---- STOP_ON_READ_ERROR ------------------------------------------------- */
+
+static void stop_on_read_error_never_writes_what_was_not_read(void **state)
+{
+	struct h_env *env = h_env(state);
+	/* One sub-job at a time: where the job stops is exact. */
+	struct dm_kcopyd_client *kc = kc_new(SMALL, 1);
+	struct h_dev *src = h_dev_new(env, DEV_BYTES, SRC_SEED);
+	struct h_dev *dev[2];
+	struct dm_kcopyd_errors errs;
+	struct io_region from, dests[2];
+	char rspec[200], wspec[200];
+	unsigned int i, pass;
+	struct job j;
+
+	/* Sub-job 3's read fails; destination 1 refuses every write. */
+	snprintf(rspec, sizeof(rspec), "fault:fail-reads=%u+8:%s",
+		 3 * SMALL + 10, src->path);
+	for (pass = 0; pass < 2; pass++) {
+		unsigned int flags =
+			IGNORE |
+			(pass ? 1u << DM_KCOPYD_STOP_ON_READ_ERROR : 0);
+
+		for (i = 0; i < 2; i++)
+			dev[i] = h_dev_new(env, DEV_BYTES, 550 + 2 * pass + i);
+		snprintf(wspec, sizeof(wspec), "fault:fail-writes=all:%s",
+			 dev[1]->path);
+		from = (struct io_region){h_open_spec(env, rspec, 0), 0,
+					  SMALL * 8};
+		dests[0] = (struct io_region){h_open(env, dev[0], 0), 0,
+					      SMALL * 8};
+		dests[1] = (struct io_region){h_open_spec(env, wspec, 0), 0,
+					      SMALL * 8};
+		job_init(&j);
+		assert_int_equal(dm_kcopyd_copy_errors(kc, &from, 2, dests,
+						       flags, job_cb, &j,
+						       &errs),
+				 0);
+		job_wait(&j);
+		assert_int_equal(j.read_err, 1);
+		assert_int_equal(errs.read, -EIO);
+		assert_int_equal(j.write_err, 0x2);
+		/* The failed destination did not stop the healthy one. */
+		h_expect_pattern(dev[0], 0, 3 * SMALL * 512, SRC_SEED, 0);
+		if (!pass) {
+			/* The kernel's way: the failed sub-job is written
+			 * (zeroes where the read failed), then the rest. */
+			h_expect_pattern(dev[0], 4 * SMALL * 512,
+					 4 * SMALL * 512, SRC_SEED,
+					 4 * SMALL * 512);
+		} else {
+			/* Nothing from the failed sub-job on. */
+			h_expect_initial(dev[0], 3 * SMALL * 512,
+					 dev[0]->size - 3 * SMALL * 512);
+		}
+		h_expect_untouched(dev[1]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -741,6 +917,13 @@ int main(void)
 		K_TEST(callbacks_never_run_concurrently),
 		K_TEST(callback_may_start_another_job),
 		K_TEST(bad_arguments_are_einval_without_callback),
+		K_TEST(same_storage_seen_through_names_and_fault_layers),
+		K_TEST(overlap_above_the_source_one_sub_job_at_a_time),
+		K_TEST(overlap_above_the_source_concurrent),
+		K_TEST(overlap_below_the_source_concurrent),
+		K_TEST(overlap_onto_itself_copies),
+		K_TEST(overlaps_no_order_can_serve_are_einval),
+		K_TEST(stop_on_read_error_never_writes_what_was_not_read),
 	};
 
 	return H_RUN("kcopyd", tests, tests);

@@ -14,32 +14,13 @@
 
 #define NDEV 3
 
-struct done {
-	atomic_uint n;
-	atomic_ulong bits;
-};
-
-static void done_cb(unsigned long error, void *context)
-{
-	struct done *d = context;
-
-	atomic_store(&d->bits, error);
-	atomic_fetch_add(&d->n, 1);
-}
-
-static void done_init(struct done *d)
-{
-	atomic_init(&d->n, 0);
-	atomic_init(&d->bits, ~0ul);
-}
-
 /* Wait for the one callback; returns its error bits. */
-static unsigned long done_wait(struct done *d)
+static unsigned long done_wait(struct tl_rec *d)
 {
-	if (!h_wait_count(&d->n, 1, 30000))
+	if (!tl_rec_wait(d, 1, 30000))
 		fail_msg("the callback did not run within 30 s");
 	h_sleep_ms(5);
-	assert_int_equal(atomic_load(&d->n), 1);
+	assert_int_equal(atomic_load(&d->calls), 1);
 	return atomic_load(&d->bits);
 }
 
@@ -112,7 +93,7 @@ static void mirror_write_page_list_to_three_devices_reads_back(void **state)
 	char *data = h_alloc(len), *got = h_alloc(len);
 	unsigned long bits = ~0ul;
 	struct mirror m;
-	struct done d;
+	struct tl_rec d;
 	unsigned int i;
 
 	mirror_setup(env, &m, 1 * MiB, 64, len >> SECTOR_SHIFT);
@@ -132,16 +113,17 @@ static void mirror_write_page_list_to_three_devices_reads_back(void **state)
 
 	/* The same, asynchronously, elsewhere. */
 	move_regions(&m, 1024);
-	done_init(&d);
+	tl_rec_init(&d);
 	assert_int_equal(
-		dm_io_async(NDEV, m.where, DM_IO_WRITE, pl, 0, done_cb, &d), 0);
+		dm_io_async(NDEV, m.where, DM_IO_WRITE, pl, 0, tl_rec_cb, &d),
+		0);
 	assert_int_equal(done_wait(&d), 0);
 	for (i = 0; i < NDEV; i++) {
 		h_expect_pattern(m.dev[i], m.where[i].sector * 512, len, 1, 0);
-		done_init(&d);
+		tl_rec_init(&d);
 		memset(dm_page_address(back->page), 0, DM_PAGE_SIZE);
 		assert_int_equal(dm_io_async(1, &m.where[i], DM_IO_READ, back,
-					     0, done_cb, &d),
+					     0, tl_rec_cb, &d),
 				 0);
 		assert_int_equal(done_wait(&d), 0);
 		h_pl_copy_out(back, 0, got, len);
@@ -162,7 +144,7 @@ static void mirror_write_bvec_to_three_devices_reads_back(void **state)
 	char *data = h_alloc(len), *got = h_alloc(len);
 	unsigned long bits = ~0ul;
 	struct mirror m;
-	struct done d;
+	struct tl_rec d;
 	unsigned int i;
 
 	for (i = 0, p = pl, q = back; i < 8; i++, p = p->next, q = q->next) {
@@ -185,17 +167,17 @@ static void mirror_write_bvec_to_three_devices_reads_back(void **state)
 	}
 
 	move_regions(&m, 1024);
-	done_init(&d);
+	tl_rec_init(&d);
 	assert_int_equal(
-		dm_io_async_bvec(NDEV, m.where, DM_IO_WRITE, bv, done_cb, &d),
+		dm_io_async_bvec(NDEV, m.where, DM_IO_WRITE, bv, tl_rec_cb, &d),
 		0);
 	assert_int_equal(done_wait(&d), 0);
 	for (i = 0; i < NDEV; i++) {
 		h_expect_pattern(m.dev[i], m.where[i].sector * 512, len, 2, 0);
-		done_init(&d);
+		tl_rec_init(&d);
 		memset(dm_page_address(back->page), 0, DM_PAGE_SIZE);
 		assert_int_equal(dm_io_async_bvec(1, &m.where[i], DM_IO_READ,
-						  bvb, done_cb, &d),
+						  bvb, tl_rec_cb, &d),
 				 0);
 		assert_int_equal(done_wait(&d), 0);
 		h_pl_copy_out(back, 0, got, len);
@@ -214,7 +196,7 @@ static void mirror_write_vm_to_three_devices_reads_back(void **state)
 	char *data = h_alloc_aligned(len), *got = h_alloc_aligned(len);
 	unsigned long bits = ~0ul;
 	struct mirror m;
-	struct done d;
+	struct tl_rec d;
 	unsigned int i;
 
 	mirror_setup(env, &m, 1 * MiB, 64, len >> SECTOR_SHIFT);
@@ -228,17 +210,17 @@ static void mirror_write_vm_to_three_devices_reads_back(void **state)
 	}
 
 	move_regions(&m, 1024);
-	done_init(&d);
+	tl_rec_init(&d);
 	assert_int_equal(
-		dm_io_async_vm(NDEV, m.where, DM_IO_WRITE, data, done_cb, &d),
+		dm_io_async_vm(NDEV, m.where, DM_IO_WRITE, data, tl_rec_cb, &d),
 		0);
 	assert_int_equal(done_wait(&d), 0);
 	for (i = 0; i < NDEV; i++) {
 		h_expect_pattern(m.dev[i], m.where[i].sector * 512, len, 3, 0);
-		done_init(&d);
+		tl_rec_init(&d);
 		memset(got, 0, len);
 		assert_int_equal(dm_io_async_vm(1, &m.where[i], DM_IO_READ, got,
-						done_cb, &d),
+						tl_rec_cb, &d),
 				 0);
 		assert_int_equal(done_wait(&d), 0);
 		assert_memory_equal(got, data, len);
@@ -446,7 +428,7 @@ static void zero_count_region_is_skipped(void **state)
 	};
 	struct io_region where[5];
 	struct mirror m;
-	struct done d;
+	struct tl_rec d;
 	unsigned int i;
 
 	assert_non_null(client);
@@ -469,9 +451,9 @@ static void zero_count_region_is_skipped(void **state)
 	h_expect_untouched(ro);
 
 	/* Seed API, async: same answer. */
-	done_init(&d);
+	tl_rec_init(&d);
 	assert_int_equal(
-		dm_io_async_vm(5, where, DM_IO_WRITE, data, done_cb, &d), 0);
+		dm_io_async_vm(5, where, DM_IO_WRITE, data, tl_rec_cb, &d), 0);
 	assert_int_equal(done_wait(&d), 0);
 	h_expect_untouched(m.dev[1]);
 
@@ -480,9 +462,9 @@ static void zero_count_region_is_skipped(void **state)
 	assert_int_equal(dm_io_sync_vm(1, &where[1], DM_IO_WRITE, data, &bits),
 			 0);
 	assert_int_equal(bits, 0);
-	done_init(&d);
+	tl_rec_init(&d);
 	assert_int_equal(
-		dm_io_async_vm(1, &where[3], DM_IO_WRITE, data, done_cb, &d),
+		dm_io_async_vm(1, &where[3], DM_IO_WRITE, data, tl_rec_cb, &d),
 		0);
 	assert_int_equal(done_wait(&d), 0);
 	assert_int_equal(dm_io_sync_vm(1, &where[1], DM_IO_READ, data, &bits),
@@ -511,7 +493,7 @@ static void region_past_end_fails_alone_and_file_does_not_grow(void **state)
 	sector_t past[] = {480, 512, 600, 1ull << 40};
 	unsigned long bits;
 	struct mirror m;
-	struct done d;
+	struct tl_rec d;
 	unsigned int i, k;
 
 	assert_non_null(client);
@@ -543,9 +525,9 @@ static void region_past_end_fails_alone_and_file_does_not_grow(void **state)
 		h_expect_untouched(m.dev[1]);
 
 		h_pattern(data, len, 80 + k, 0);
-		done_init(&d);
+		tl_rec_init(&d);
 		assert_int_equal(dm_io_async_vm(NDEV, m.where, DM_IO_WRITE,
-						data, done_cb, &d),
+						data, tl_rec_cb, &d),
 				 0);
 		assert_int_equal(done_wait(&d), 1ul << 1);
 		for (i = 0; i < NDEV; i += 2)
@@ -571,7 +553,7 @@ static void rdonly_device_write_sets_its_bit_with_erofs(void **state)
 	};
 	unsigned long bits = 0;
 	struct mirror m;
-	struct done d;
+	struct tl_rec d;
 
 	assert_non_null(client);
 	mirror_setup(env, &m, 256 * KiB, 16, len >> SECTOR_SHIFT);
@@ -597,10 +579,10 @@ static void rdonly_device_write_sets_its_bit_with_erofs(void **state)
 	expect_region(&m, 0, 91, 0);
 	h_expect_untouched(m.dev[1]);
 
-	done_init(&d);
-	assert_int_equal(
-		dm_io_async_vm(1, &m.where[1], DM_IO_WRITE, data, done_cb, &d),
-		0);
+	tl_rec_init(&d);
+	assert_int_equal(dm_io_async_vm(1, &m.where[1], DM_IO_WRITE, data,
+					tl_rec_cb, &d),
+			 0);
 	assert_int_equal(done_wait(&d), 1);
 	h_expect_untouched(m.dev[1]);
 	/* Reading from it is fine. */
@@ -610,7 +592,7 @@ static void rdonly_device_write_sets_its_bit_with_erofs(void **state)
 }
 
 struct errs_seen {
-	struct done d;
+	struct tl_rec d;
 	int *errs;
 	int seen[4];
 };
@@ -621,7 +603,7 @@ static void errs_cb(unsigned long error, void *context)
 
 	/* region_errors are written before the callback runs */
 	memcpy(s->seen, s->errs, sizeof(s->seen));
-	done_cb(error, &s->d);
+	tl_rec_cb(error, &s->d);
 }
 
 static void region_errors_report_each_failure_kind(void **state)
@@ -664,7 +646,7 @@ static void region_errors_report_each_failure_kind(void **state)
 	h_expect_untouched(rodev);
 
 	/* Asynchronously: written before the callback runs. */
-	done_init(&s.d);
+	tl_rec_init(&s.d);
 	memset(errs, 0x7f, sizeof(errs));
 	req.notify = (struct dm_io_notify){errs_cb, &s};
 	assert_int_equal(dm_io(&req, 4, where, NULL), 0);
@@ -787,7 +769,7 @@ static void failed_read_past_end_zero_fills_buffer(void **state)
 	/* runs past the end; wholly beyond it */
 	struct io_region regions[2] = {{bdev, 504, 16}, {bdev, 1024, 16}};
 	unsigned long bits;
-	struct done d;
+	struct tl_rec d;
 	unsigned int k;
 
 	bv[0] = (struct bio_vec){pl->page, DM_PAGE_SIZE, 0};
@@ -809,9 +791,10 @@ static void failed_read_past_end_zero_fills_buffer(void **state)
 
 		/* contiguous memory, async */
 		memset(buf, 0xaa, buflen);
-		done_init(&d);
+		tl_rec_init(&d);
 		assert_int_equal(
-			dm_io_async_vm(1, r, DM_IO_READ, buf, done_cb, &d), 0);
+			dm_io_async_vm(1, r, DM_IO_READ, buf, tl_rec_cb, &d),
+			0);
 		assert_int_equal(done_wait(&d), 1);
 		expect_failed_read("async vm", buf, len, dev, off, dev->size);
 
@@ -856,7 +839,7 @@ static void failed_read_of_shrunk_device_zero_fills_the_rest(void **state)
 		.region_errors = errs,
 	};
 	unsigned long bits = 0;
-	struct done d;
+	struct tl_rec d;
 
 	assert_non_null(client);
 	/* The device ends under the library, after it was opened. */
@@ -874,8 +857,8 @@ static void failed_read_of_shrunk_device_zero_fills_the_rest(void **state)
 	assert_int_equal(h_byte_mismatch(buf + good, len - good, 0), -1);
 
 	memset(buf, 0xaa, len);
-	done_init(&d);
-	req.notify = (struct dm_io_notify){done_cb, &d};
+	tl_rec_init(&d);
+	req.notify = (struct dm_io_notify){tl_rec_cb, &d};
 	assert_int_equal(dm_io(&req, 1, &r, NULL), 0);
 	assert_int_equal(done_wait(&d), 1);
 	assert_int_equal(
@@ -896,7 +879,7 @@ static void large_write_split_into_chunks_round_trip(void **state)
 	struct page_list *back = h_pl_alloc(npages);
 	unsigned long bits = ~0ul;
 	struct mirror m;
-	struct done d;
+	struct tl_rec d;
 	unsigned int i;
 
 	mirror_setup(env, &m, 10 * MiB, 8, len >> SECTOR_SHIFT);
@@ -914,9 +897,9 @@ static void large_write_split_into_chunks_round_trip(void **state)
 
 	/* Asynchronously, another pattern. */
 	h_pattern(data, len, 96, 0);
-	done_init(&d);
+	tl_rec_init(&d);
 	assert_int_equal(
-		dm_io_async_vm(NDEV, m.where, DM_IO_WRITE, data, done_cb, &d),
+		dm_io_async_vm(NDEV, m.where, DM_IO_WRITE, data, tl_rec_cb, &d),
 		0);
 	assert_int_equal(done_wait(&d), 0);
 	for (i = 0; i < NDEV; i++)

@@ -66,19 +66,6 @@ static void ops_setup(struct h_env *env, struct ops *o, uint64_t bytes)
 	}
 }
 
-struct done {
-	atomic_uint n;
-	atomic_ulong bits;
-};
-
-static void done_cb(unsigned long error, void *context)
-{
-	struct done *d = context;
-
-	atomic_store(&d->bits, error);
-	atomic_fetch_add(&d->n, 1);
-}
-
 /*
  * dm_io() on @o's client, synchronously or not; returns what a synchronous
  * call returns (0, -EIO, or a refusal) and stores the bits.
@@ -87,7 +74,7 @@ static int run_io(struct ops *o, unsigned int opf, void *buf, unsigned int n,
 		  struct io_region *where, int *errs, unsigned long *bits,
 		  bool async)
 {
-	struct done d;
+	struct tl_rec d;
 	struct dm_io_request req = {
 		.bi_opf = opf,
 		.mem = {.type = DM_IO_KMEM, .ptr.addr = buf},
@@ -98,16 +85,15 @@ static int run_io(struct ops *o, unsigned int opf, void *buf, unsigned int n,
 
 	if (!async)
 		return dm_io(&req, n, where, bits);
-	atomic_init(&d.n, 0);
-	atomic_init(&d.bits, ~0ul);
-	req.notify = (struct dm_io_notify){done_cb, &d};
+	tl_rec_init(&d);
+	req.notify = (struct dm_io_notify){tl_rec_cb, &d};
 	ret = dm_io(&req, n, where, NULL);
 	if (ret)
 		return ret;
-	if (!h_wait_count(&d.n, 1, 30000))
+	if (!tl_rec_wait(&d, 1, 30000))
 		fail_msg("the callback did not run within 30 s");
 	h_sleep_ms(2);
-	assert_int_equal(atomic_load(&d.n), 1);
+	assert_int_equal(atomic_load(&d.calls), 1);
 	*bits = atomic_load(&d.bits);
 	return *bits ? -EIO : 0;
 }
@@ -720,13 +706,13 @@ static void read_with_fua_or_preflush_is_einval_and_no_io(void **state)
 	struct io_region where;
 	int errs[1];
 	unsigned long bits;
-	static struct done refused; /* outlives the test if it fails */
+	static struct tl_rec refused; /* outlives the test if it fails */
 	struct ops o;
 	unsigned int k, async;
 
 	ops_setup(env, &o, 256 * KiB);
 	where = (struct io_region){o.bdev[0], 8, 16};
-	atomic_init(&refused.n, 0);
+	tl_rec_init(&refused);
 	for (k = 0; k < H_NR(bad); k++) {
 		struct dm_io_request req = {
 			.bi_opf = bad[k],
@@ -740,7 +726,7 @@ static void read_with_fua_or_preflush_is_einval_and_no_io(void **state)
 			errs[0] = 0x7f;
 			t_trace_reset(o.t);
 			req.notify = (struct dm_io_notify){
-				async ? done_cb : NULL, &refused};
+				async ? tl_rec_cb : NULL, &refused};
 			assert_int_equal(dm_io(&req, 1, &where, &bits),
 					 -EINVAL);
 			/* nothing issued, nothing touched */
@@ -752,7 +738,7 @@ static void read_with_fua_or_preflush_is_einval_and_no_io(void **state)
 	}
 	/* A refused request never calls back. */
 	h_sleep_ms(50);
-	assert_int_equal(atomic_load(&refused.n), 0);
+	assert_int_equal(atomic_load(&refused.calls), 0);
 	h_expect_untouched(o.dev[0]);
 	/* The same read without the flags works. */
 	assert_int_equal(

@@ -240,23 +240,10 @@ static void sync_io_within_reservation_never_allocates(void **state)
 	fx_free(&f);
 }
 
-struct cb_rec {
-	atomic_uint n;
-	atomic_ulong bits;
-};
-
-static void rec_cb(unsigned long error, void *context)
-{
-	struct cb_rec *r = context;
-
-	atomic_fetch_or(&r->bits, error);
-	atomic_fetch_add(&r->n, 1);
-}
-
 static void async_io_within_reservation_never_allocates(void **state)
 {
 	struct h_env *env = h_env(state);
-	struct cb_rec wr, rd;
+	struct tl_rec wr, rd;
 	unsigned long calls;
 	struct fx f;
 	bool all;
@@ -265,42 +252,46 @@ static void async_io_within_reservation_never_allocates(void **state)
 	h_seed_get(env, RESERVE);
 	h_pattern(f.wbuf, IO_BYTES, 2, 0);
 	h_pl_fill(f.pl, 0, f.wbuf, IO_BYTES);
-	atomic_init(&wr.n, 0);
-	atomic_init(&wr.bits, 0);
-	atomic_init(&rd.n, 0);
-	atomic_init(&rd.bits, 0);
+	tl_rec_init(&wr);
+	tl_rec_init(&rd);
 
 	arm();
 	/* four mirrored writes in flight at once: 48 pages */
 	record(&f,
-	       dm_io_async(NDEV, f.where, DM_IO_WRITE, f.pl, 0, rec_cb, &wr),
+	       dm_io_async(NDEV, f.where, DM_IO_WRITE, f.pl, 0, tl_rec_cb, &wr),
 	       0);
 	record(&f,
-	       dm_io_async_bvec(NDEV, f.where, DM_IO_WRITE, f.bv, rec_cb, &wr),
+	       dm_io_async_bvec(NDEV, f.where, DM_IO_WRITE, f.bv, tl_rec_cb,
+				&wr),
 	       0);
 	record(&f,
-	       dm_io_async_vm(NDEV, f.where, DM_IO_WRITE, f.wbuf, rec_cb, &wr),
+	       dm_io_async_vm(NDEV, f.where, DM_IO_WRITE, f.wbuf, tl_rec_cb,
+			      &wr),
 	       0);
 	record(&f,
-	       dm_io_async_vm(NDEV, f.where, DM_IO_WRITE, f.wbuf, rec_cb, &wr),
+	       dm_io_async_vm(NDEV, f.where, DM_IO_WRITE, f.wbuf, tl_rec_cb,
+			      &wr),
 	       0);
-	all = h_wait_count(&wr.n, 4, 30000);
+	all = tl_rec_wait(&wr, 4, 30000);
 	record(&f,
-	       dm_io_async(1, &f.where[0], DM_IO_READ, f.rpl, 0, rec_cb, &rd),
+	       dm_io_async(1, &f.where[0], DM_IO_READ, f.rpl, 0, tl_rec_cb,
+			   &rd),
 	       0);
 	record(&f,
-	       dm_io_async_bvec(1, &f.where[1], DM_IO_READ, f.rbv, rec_cb, &rd),
+	       dm_io_async_bvec(1, &f.where[1], DM_IO_READ, f.rbv, tl_rec_cb,
+				&rd),
 	       0);
 	record(&f,
-	       dm_io_async_vm(1, &f.where[2], DM_IO_READ, f.rbuf, rec_cb, &rd),
+	       dm_io_async_vm(1, &f.where[2], DM_IO_READ, f.rbuf, tl_rec_cb,
+			      &rd),
 	       0);
-	all = h_wait_count(&rd.n, 3, 30000) && all;
+	all = tl_rec_wait(&rd, 3, 30000) && all;
 	calls = disarm();
 
 	assert_true(all);
 	expect_all_ok(&f, calls);
-	assert_int_equal(atomic_load(&wr.bits), 0);
-	assert_int_equal(atomic_load(&rd.bits), 0);
+	assert_int_equal(atomic_load(&wr.bits_or), 0);
+	assert_int_equal(atomic_load(&rd.bits_or), 0);
 	expect_written(&f, 2, 0);
 	assert_int_equal(h_pattern_mismatch(f.rbuf, IO_BYTES, 2, 0), -1);
 	fx_free(&f);
@@ -310,7 +301,7 @@ static void bounced_io_within_reservation_never_allocates(void **state)
 {
 	struct h_env *env = h_env(state);
 	char *wbuf, *rbuf, *got = NULL;
-	struct cb_rec cb;
+	struct tl_rec cb;
 	unsigned long bits, calls;
 	struct fx f;
 	bool all;
@@ -321,8 +312,7 @@ static void bounced_io_within_reservation_never_allocates(void **state)
 	wbuf = f.wbuf + 1;
 	rbuf = f.rbuf + 3;
 	h_pattern(wbuf, IO_BYTES, 3, 0);
-	atomic_init(&cb.n, 0);
-	atomic_init(&cb.bits, 0);
+	tl_rec_init(&cb);
 	got = h_alloc(IO_BYTES);
 
 	arm();
@@ -332,9 +322,9 @@ static void bounced_io_within_reservation_never_allocates(void **state)
 	ret = dm_io_sync_vm(1, &f.where[1], DM_IO_READ, rbuf, &bits);
 	record(&f, ret, bits);
 	record(&f,
-	       dm_io_async_vm(NDEV, f.where, DM_IO_WRITE, wbuf, rec_cb, &cb),
+	       dm_io_async_vm(NDEV, f.where, DM_IO_WRITE, wbuf, tl_rec_cb, &cb),
 	       0);
-	all = h_wait_count(&cb.n, 1, 30000);
+	all = tl_rec_wait(&cb, 1, 30000);
 	/* a page list starting 100 bytes in */
 	ret = dm_io_sync(1, &f.where[2], DM_IO_READ, f.rpl, 100, &bits);
 	record(&f, ret, bits);
@@ -342,7 +332,7 @@ static void bounced_io_within_reservation_never_allocates(void **state)
 
 	assert_true(all);
 	expect_all_ok(&f, calls);
-	assert_int_equal(atomic_load(&cb.bits), 0);
+	assert_int_equal(atomic_load(&cb.bits_or), 0);
 	expect_written(&f, 3, 0);
 	assert_int_equal(h_pattern_mismatch(rbuf, IO_BYTES, 3, 0), -1);
 	h_pl_copy_out(f.rpl, 100, got, IO_BYTES);
@@ -368,7 +358,7 @@ static void client_reservation_small_io_never_allocates(void **state)
 	struct dm_io_client *client = dm_io_client_create();
 	int errs[NDEV] = {-1, -1, -1};
 	struct dm_io_request req = {.client = client, .region_errors = errs};
-	struct cb_rec cb;
+	struct tl_rec cb;
 	unsigned long bits, calls;
 	struct fx f;
 	bool all;
@@ -377,17 +367,16 @@ static void client_reservation_small_io_never_allocates(void **state)
 	assert_non_null(client);
 	fx_setup(env, &f, false);
 	h_pattern(f.wbuf, IO_BYTES, 5, 0);
-	atomic_init(&cb.n, 0);
-	atomic_init(&cb.bits, 0);
+	tl_rec_init(&cb);
 
 	arm();
 	req.bi_opf = DM_IO_OP_WRITE;
 	req.mem = (struct dm_io_memory){.type = DM_IO_KMEM, .ptr.addr = f.wbuf};
 	ret = dm_io(&req, NDEV, f.where, &bits);
 	record(&f, ret, bits);
-	req.notify = (struct dm_io_notify){rec_cb, &cb};
+	req.notify = (struct dm_io_notify){tl_rec_cb, &cb};
 	record(&f, dm_io(&req, NDEV, f.where, NULL), 0);
-	all = h_wait_count(&cb.n, 1, 30000);
+	all = tl_rec_wait(&cb, 1, 30000);
 	req.bi_opf = DM_IO_OP_READ;
 	req.mem.ptr.addr = f.rbuf;
 	req.notify = (struct dm_io_notify){NULL, NULL};
@@ -416,7 +405,7 @@ static void stray_cb(unsigned long error, void *context)
 static void beyond_reservation_failing_malloc_is_enomem_no_io(void **state)
 {
 	struct h_env *env = h_env(state);
-	const size_t len = 2 * MiB;
+	const size_t len = 4 * MiB;
 	struct io_region where[DM_IO_MAX_REGIONS];
 	struct h_dev *dev[NDEV];
 	char *data = h_alloc_aligned(len);
@@ -432,7 +421,7 @@ static void beyond_reservation_failing_malloc_is_enomem_no_io(void **state)
 					      0, len >> 9};
 	h_pattern(data, len, 6, 0);
 	atomic_store(&stray, 0);
-	/* One page reserved; 64 regions of 2 MiB need far more bookkeeping
+	/* One page reserved; 64 regions of 4 MiB need far more bookkeeping
 	 * than that, and the heap says no. */
 	h_seed_get(env, 1);
 	arm();
@@ -453,6 +442,116 @@ static void beyond_reservation_failing_malloc_is_enomem_no_io(void **state)
 	free(data);
 }
 
+/* Bounces beyond the reservation with the heap failing: nothing is in
+ * flight that could give memory back, so -ENOMEM at once (and no
+ * callback), not a retry loop. */
+static void beyond_reservation_bounce_failing_heap_is_enomem(void **state)
+{
+	struct h_env *env = h_env(state);
+	const size_t small = 64 * KiB, big = 4 * MiB;
+	struct dm_io_client *client = dm_io_client_create();
+	struct dm_io_request req = {.bi_opf = DM_IO_OP_WRITE, .client = client};
+	struct h_dev *dev = h_loop_new(env, 8 * MiB, 40, 512);
+	struct io_region where = {h_open(env, dev, 0), 0, small >> 9};
+	char *buf = h_alloc_aligned(big + DM_PAGE_SIZE);
+	int ret[4];
+	unsigned long calls;
+
+	assert_non_null(client);
+	h_pattern(buf, big + 1, 7, 0);
+	atomic_store(&stray, 0);
+	h_seed_get(env, 1);
+	req.mem =
+		(struct dm_io_memory){.type = DM_IO_KMEM, .ptr.addr = buf + 1};
+	h_watchdog(10, "ENOMEM beyond the reservation");
+	arm();
+	ret[0] = dm_io_sync_vm(1, &where, DM_IO_WRITE, buf + 1, NULL);
+	ret[1] =
+		dm_io_async_vm(1, &where, DM_IO_WRITE, buf + 1, stray_cb, NULL);
+	where.count = big >> 9;
+	ret[2] = dm_io(&req, 1, &where, NULL);
+	req.notify = (struct dm_io_notify){stray_cb, NULL};
+	ret[3] = dm_io(&req, 1, &where, NULL);
+	calls = disarm();
+	h_watchdog(0, NULL);
+
+	assert_true(calls > 0);
+	assert_int_equal(ret[0], -ENOMEM);
+	assert_int_equal(ret[1], -ENOMEM);
+	assert_int_equal(ret[2], -ENOMEM);
+	assert_int_equal(ret[3], -ENOMEM);
+	dm_io_client_destroy(client);
+	h_seed_put(env, 1);
+	assert_int_equal(atomic_load(&stray), 0);
+	h_expect_untouched(dev);
+	free(buf);
+}
+
+/* dm_io_get(n), then one unaligned O_DIRECT write and read of n pages:
+ * the bounce pages are part of the reservation too. */
+static void bounce_of_whole_reservation_never_allocates(void **state)
+{
+	static const unsigned int sizes[] = {1, 3, 5, 16};
+	struct h_env *env = h_env(state);
+	struct h_dev *dev = h_loop_new(env, 1 * MiB, 41, 512);
+	struct io_region where = {h_open(env, dev, 0), 8, 0};
+	char *wbuf = h_alloc_aligned(64 * KiB + DM_PAGE_SIZE);
+	char *rbuf = h_alloc_aligned(64 * KiB + DM_PAGE_SIZE);
+	unsigned long calls;
+	unsigned int i;
+	int ret[3];
+
+	for (i = 0; i < H_NR(sizes); i++) {
+		size_t len = sizes[i] * DM_PAGE_SIZE;
+		struct tl_rec cb;
+
+		tl_rec_init(&cb);
+		where.count = len >> 9;
+		h_pattern(wbuf + 5, len, 50 + i, 0);
+		memset(rbuf, 0, len + 9);
+		h_seed_get(env, sizes[i]);
+		h_watchdog(10, "bounced I/O within the reservation");
+		arm();
+		ret[0] = dm_io_sync_vm(1, &where, DM_IO_WRITE, wbuf + 5, NULL);
+		ret[1] = dm_io_sync_vm(1, &where, DM_IO_READ, rbuf + 9, NULL);
+		ret[2] = dm_io_async_vm(1, &where, DM_IO_WRITE, wbuf + 5,
+					tl_rec_cb, &cb);
+		if (!ret[2])
+			tl_rec_wait(&cb, 1, 10000);
+		calls = disarm();
+		h_watchdog(0, NULL);
+		h_seed_put(env, sizes[i]);
+
+		if (calls || ret[0] || ret[1] || ret[2])
+			fail_msg("dm_io_get(%u), %u-page bounced I/O: "
+				 "returned %d %d %d, %lu allocator calls",
+				 sizes[i], sizes[i], ret[0], ret[1], ret[2],
+				 calls);
+		assert_int_equal(atomic_load(&cb.calls), 1);
+		assert_int_equal(atomic_load(&cb.bits_or), 0);
+		assert_int_equal(h_pattern_mismatch(rbuf + 9, len, 50 + i, 0),
+				 -1);
+		h_expect_pattern(dev, 8 * 512, len, 50 + i, 0);
+	}
+	/* Reservations add up: five of one page carry one 5-page bounce. */
+	where.count = 5 * DM_PAGE_SIZE >> 9;
+	h_pattern(wbuf + 5, 5 * DM_PAGE_SIZE, 60, 0);
+	for (i = 0; i < 5; i++)
+		h_seed_get(env, 1);
+	h_watchdog(10, "bounced I/O within the reservation");
+	arm();
+	ret[0] = dm_io_sync_vm(1, &where, DM_IO_WRITE, wbuf + 5, NULL);
+	calls = disarm();
+	h_watchdog(0, NULL);
+	for (i = 0; i < 5; i++)
+		h_seed_put(env, 1);
+	assert_int_equal(ret[0], 0);
+	assert_int_equal(calls, 0);
+	h_expect_pattern(dev, 8 * 512, 5 * DM_PAGE_SIZE, 60, 0);
+	free(wbuf);
+	free(rbuf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest file_tests[] = {
@@ -468,6 +567,8 @@ int main(void)
 		R_TEST(bounced_io_within_reservation_never_allocates),
 		R_TEST(client_reservation_small_io_never_allocates),
 		R_TEST(beyond_reservation_failing_malloc_is_enomem_no_io),
+		R_TEST(beyond_reservation_bounce_failing_heap_is_enomem),
+		R_TEST(bounce_of_whole_reservation_never_allocates),
 	};
 
 	h_group_seed_pages = 0;

@@ -42,15 +42,7 @@ static struct t_trace *traced_client(struct dm_io_client **client)
 	return cur_trace;
 }
 
-static atomic_uint cb_done;
-static atomic_ulong cb_bits;
-
-static void cb(unsigned long error, void *context)
-{
-	(void)context;
-	atomic_store(&cb_bits, error);
-	atomic_fetch_add(&cb_done, 1);
-}
+static struct tl_rec rec; /* outlives a test that fails */
 
 /* Chunks of @op for @region: each at most @max bytes, adding up to @len,
  * at least @min of them. */
@@ -148,11 +140,11 @@ static void lowered_max_sectors_kb_splits_a_mirrored_write(void **state)
 	h_pattern(data, len, 75, 0);
 	h_pl_fill(pl, 0, data, len);
 	req.bi_opf = DM_IO_OP_WRITE;
-	req.notify = (struct dm_io_notify){cb, NULL};
-	atomic_store(&cb_done, 0);
+	req.notify = (struct dm_io_notify){tl_rec_cb, &rec};
+	tl_rec_init(&rec);
 	assert_int_equal(dm_io(&req, 3, where, NULL), 0);
-	assert_true(h_wait_count(&cb_done, 1, 30000));
-	assert_int_equal(atomic_load(&cb_bits), 0);
+	assert_true(tl_rec_wait(&rec, 1, 30000));
+	assert_int_equal(atomic_load(&rec.bits), 0);
 	for (i = 0; i < 3; i++) {
 		struct h_dev *dev = i == 0 ? small : i == 1 ? loop : file;
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * A white-box recorder of the engine's chunk trace (dm_client_set_trace(),
- * src/dmio-internal.h), for tests that check what the engine hands its
+ * src/engine.h), for tests that check what the engine hands its
  * backends: the ops, the flags, the order, the size of each chunk.
  *
  * Programs that use it link the static library (libdmio_static_dep).
@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../src/dmio-internal.h"
+#include "../src/engine.h"
 
 #define T_MAX_EVENTS 65536
 

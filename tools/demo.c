@@ -21,31 +21,6 @@
 #define DEFAULT_SECTORS (128u << 11) /* 128 MiB */
 #define FILL_BYTES	(1u << 20)
 
-static void on_signal(int sig)
-{
-	interrupted = sig;
-}
-
-/*
- * Ctrl-C and SIGTERM only set a flag that the copy and compare loops
- * check, so that the folder is removed once in-flight I/O has drained; a
- * second one kills as usual (SA_RESETHAND).  The library's threads are
- * started with both blocked, so that the main thread is the one woken,
- * and SA_RESTART keeps any other thread's system calls going.
- */
-static void catch_signals(sigset_t *blocked)
-{
-	struct sigaction sa = {.sa_handler = on_signal,
-			       .sa_flags = SA_RESETHAND | SA_RESTART};
-
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigemptyset(blocked);
-	sigaddset(blocked, SIGINT);
-	sigaddset(blocked, SIGTERM);
-}
-
 /* xorshift64*: incompressible enough, and far faster than getrandom(). */
 static uint64_t next_random(uint64_t *state)
 {

@@ -63,6 +63,9 @@ static const char copy_help[] =
 	"      --ignore-errors  after a destination fails, keep copying to\n"
 	"                       the others (the default)\n"
 	"      --stop-on-error  stop the whole copy at the first error\n"
+	"      --noerror        write zeroes for unreadable source blocks\n"
+	"                       and go on (default: stop at the first)\n"
+	"      --truncate       end file destinations where the copy ends\n"
 	"      --flush          flush each destination at the end (default)\n"
 	"      --fua            make every write durable instead\n"
 	"      --no-flush       neither: leave durability to the "
@@ -131,6 +134,7 @@ static const struct command {
 	{.name = "verify", .run = cmd_verify, .help = verify_help},
 	{.name = "info", .run = cmd_info, .help = info_help},
 	{.name = "demo", .run = cmd_demo, .help = demo_help},
+	{.name = "serve", .run = cmd_serve, .help = serve_help},
 	{.name = "help", .run = cmd_help, .help = general_help},
 };
 

@@ -40,6 +40,10 @@ struct target {
 	sector_t first_diff;
 	sector_t compared;    /* verify: sectors compared before deciding */
 	bool shorter, longer; /* verify: it ended before A, or A before it */
+	/* copy and zero: bytes written to it, and the stretch of the region
+	 * known to hold what the run meant to write there */
+	uint64_t written;
+	sector_t good_from, good_to;
 };
 
 /* Options without a short form, shared by the commands' getopt tables. */
@@ -55,10 +59,13 @@ enum long_option {
 	OPT_NO_FLUSH,
 	OPT_SIZE,
 	OPT_KEEP,
+	OPT_NOERROR,
+	OPT_TRUNCATE,
 };
 
 /* dmio.c: messages in the name of the command being run, and options. */
-extern volatile sig_atomic_t interrupted; /* set by demo's signal handler */
+extern volatile sig_atomic_t
+	interrupted; /* the signal catch_signals() caught */
 
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -115,18 +122,30 @@ enum durability {
 
 struct transfer_opts {
 	bool stop_on_error;
+	bool noerror; /* write zeroes for unreadable source blocks */
 	enum durability durability;
 };
 
+/* A stretch of the source, in sectors from the start of its region. */
+struct sector_range {
+	sector_t sector, count;
+};
+
 struct transfer_result {
-	uint64_t bytes; /* copied (or zeroed) by the jobs that completed */
-	bool started;	/* kcopyd accepted a job: destinations were touched */
-	int read_err;	/* the source failed: the copy is incomplete */
+	uint64_t bytes; /* read from the source (copy), zeroed (zero) */
+	bool started;	/* kcopyd accepted a job: destinations touched */
+	int read_err;	/* the source failed: see bad[] */
 	int submit_err; /* kcopyd refused a job */
+	bool backward;	/* copied from the end (overlap above source) */
+	struct sector_range *bad; /* unreadable: zeroed (noerror), or where
+				     the copy stopped (the first only) */
+	unsigned int nr_bad;
 };
 
 int engine_start(struct engine *e);
 void engine_stop(struct engine *e);
+void catch_signals(sigset_t *blocked);
+int overlap_side(const struct target *src, const struct target *dst);
 void transfer(struct engine *e, struct target *src, struct target *dst,
 	      unsigned int nr, const struct transfer_opts *o,
 	      struct progress *pg, struct transfer_result *res);
@@ -141,5 +160,9 @@ int cmd_verify(int argc, char *argv[]);
 /* info.c, demo.c */
 int cmd_info(int argc, char *argv[]);
 int cmd_demo(int argc, char *argv[]);
+
+/* serve.c: start nbdkit-dmio-plugin, or talk to its control socket. */
+extern const char serve_help[];
+int cmd_serve(int argc, char *argv[]);
 
 #endif /* DMIO_TOOL_H */

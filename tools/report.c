@@ -3,6 +3,7 @@
  * Results: the per-region table on stdout, and the pieces of JSON the
  * commands print with --json.
  */
+#include <errno.h>
 #include <string.h>
 
 #include "dmio.h"
@@ -39,16 +40,32 @@ void json_string(FILE *f, const char *s)
 
 const char *copy_result(const struct target *t, char *buf, size_t len)
 {
+	const char *what = t->err == -EINTR ? "INTERRUPTED" : "INCOMPLETE";
+
 	if (!t->err)
 		return "OK";
+	/* Healthy but left short: say how much of the region is right. */
+	if ((t->err == -EINTR || t->err == -ECANCELED) && t->bdev) {
+		if (t->good_to == t->good_from)
+			snprintf(buf, len, "%s: nothing copied", what);
+		else if (t->good_from)
+			snprintf(buf, len, "%s: correct from sector %llu", what,
+				 (unsigned long long)t->good_from);
+		else
+			snprintf(buf, len, "%s: correct up to sector %llu",
+				 what, (unsigned long long)t->good_to);
+		return buf;
+	}
 	snprintf(buf, len, "FAILED: %s", error_text(t->err));
 	return buf;
 }
 
 const char *verify_result(const struct target *t, char *buf, size_t len)
 {
-	if (t->err)
-		return copy_result(t, buf, len);
+	if (t->err) {
+		snprintf(buf, len, "FAILED: %s", error_text(t->err));
+		return buf;
+	}
 	if (!t->differs)
 		return "same";
 	snprintf(buf, len, "%s at sector %llu",

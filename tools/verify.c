@@ -294,12 +294,17 @@ static int run_verify(struct target *t, unsigned int nr, unsigned int flags,
 	char what[48];
 	unsigned int i;
 	int status, ret;
+	sigset_t blocked;
 
+	catch_signals(&blocked);
 	status = open_source(&t[0], flags);
 	if (!status)
 		status = open_others(&t[0], t + 1, nr - 1, flags);
-	if (!status)
+	if (!status) {
+		pthread_sigmask(SIG_BLOCK, &blocked, NULL);
 		status = engine_start(&e);
+		pthread_sigmask(SIG_UNBLOCK, &blocked, NULL);
+	}
 	if (status)
 		goto out;
 
@@ -315,6 +320,11 @@ static int run_verify(struct target *t, unsigned int nr, unsigned int flags,
 	for (i = 1; i < nr && !status; i++)
 		if (t[i].err || t[i].differs)
 			status = EXIT_SOME_FAILED;
+	if (interrupted) {
+		warn("interrupted after comparing the first %llu sectors",
+		     (unsigned long long)(compared >> SECTOR_SHIFT));
+		status = 128 + interrupted;
+	}
 	if (json)
 		print_json(&t[0], t + 1, nr - 1, compared, pg.seconds, ret,
 			   status);

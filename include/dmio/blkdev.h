@@ -43,7 +43,9 @@ struct block_device; /* opaque */
  *         ignore both).
  *
  * The size, logical block size and maximum transfer are read once, here:
- * a file is a device of the size it had when opened.  An NBD export gets a
+ * a file is a device of the size it had when opened.  It never creates a
+ * file: a 0-byte file is a device of 0 sectors, on which every region with
+ * sectors fails with ENXIO.  An NBD export gets a
  * thread and one connection (several when the server offers multi-conn);
  * connecting gives up after 5 seconds (ETIMEDOUT).
  * Returns the device, or NULL with errno set: ENOENT (missing), EISDIR (a
@@ -74,8 +76,10 @@ int dm_bdev_set_timeout(struct block_device *bdev, unsigned int timeout_ms);
 
 /*
  * dm_bdev_close - close a device opened by dm_bdev_open().
- * Returns 0, -EBUSY (I/O to it is still in flight: nothing is closed), or
- * the negative errno of close(2).  NULL is ignored (returns 0).
+ * Close does not flush: make writes durable first with a DM_IO_OP_FLUSH
+ * request (or write with DM_IO_FUA).  Returns 0, -EBUSY (I/O to it is
+ * still in flight: nothing is closed), or the negative errno of close(2).
+ * NULL is ignored (returns 0).
  */
 int dm_bdev_close(struct block_device *bdev);
 
@@ -88,6 +92,17 @@ sector_t dm_bdev_nr_sectors(const struct block_device *bdev);
  * With O_DIRECT, regions must start and end on this boundary.
  */
 unsigned dm_bdev_logical_block_size(const struct block_device *bdev);
+
+/*
+ * dm_bdev_same - do @a and @b reach the same storage (beyond the kernel)?
+ * True for two handles on one regular file (the same st_dev and st_ino,
+ * whatever the path), on one block device (the same st_rdev), or on one
+ * NBD export (the same URI in libnbd's normal form), looking through
+ * fault: wrappers.  A partition and its disk, or a loop device and its
+ * backing file, are not recognised.  kcopyd uses this to copy overlapping
+ * regions safely.  Returns 1 or 0 (also for NULL).
+ */
+int dm_bdev_same(const struct block_device *a, const struct block_device *b);
 
 /* dm_bdev_name - the spec the device was opened with. */
 const char *dm_bdev_name(const struct block_device *bdev);

@@ -195,7 +195,9 @@ struct dm_io_request {
  * Synchronous (notify.fn NULL): returns 0 when every region succeeded,
  * -EIO when any region failed, or a negative errno for a refused request.
  * Asynchronous: returns 0 and calls notify.fn exactly once later, or
- * returns a negative errno and never calls it.  Refusals issue no I/O:
+ * returns a negative errno and never calls it.  notify.fn runs on a library
+ * thread, never on the caller's inside dm_io(), but it may run (and
+ * return) before dm_io() has returned.  Refusals issue no I/O:
  * -EINVAL (bad argument or unknown op), -EDEADLK (sync call from a
  * completion callback), -ENOMEM (beyond the reservation, and no memory to
  * wait for).  An op a device cannot do is not a refusal: that region gets

@@ -20,6 +20,9 @@ extern "C" {
 #define DM_KCOPYD_WRITE_SEQ    2 /* issue writes in ascending order */
 /* Beyond the kernel: every write is durable when it completes (DM_IO_FUA). */
 #define DM_KCOPYD_FUA 16
+/* Beyond the kernel: a failed read stops the job and is never written,
+ * even when IGNORE_ERROR keeps it going past failed destinations. */
+#define DM_KCOPYD_STOP_ON_READ_ERROR 17
 
 /*
  * Called exactly once per accepted job, on the kcopyd client's own thread;
@@ -65,15 +68,24 @@ void dm_kcopyd_client_destroy(struct dm_kcopyd_client *kc);
  * dm_kcopyd_copy - copy @from to each of @dests (1..DM_KCOPYD_MAX_REGIONS);
  * each destination receives from->count sectors at its own sector.
  * @flags: 1u << DM_KCOPYD_IGNORE_ERROR, _WRITE_SEQ (which turns
- * IGNORE_ERROR off) and/or _FUA.  After an error no new sub-jobs are
- * issued, unless IGNORE_ERROR is set: then healthy destinations still
- * receive everything.  A source of count 0 is notified at once.
+ * IGNORE_ERROR off), _FUA and/or _STOP_ON_READ_ERROR.  After an error no
+ * new sub-jobs are issued, unless IGNORE_ERROR is set: then healthy
+ * destinations still receive everything, and a sub-job whose read failed
+ * is written with zeroes there, unless STOP_ON_READ_ERROR is set too.
+ * A source of count 0 is notified at once.
+ *
+ * Regions on the same storage (dm_bdev_same()) may overlap: a destination
+ * that overlaps the source is copied in an order that reads every source
+ * sector before it is overwritten (from the end when the destination lies
+ * above the source), as memmove() does.
  *
  * Returns 0 (then @fn runs exactly once) or a negative errno (then it never
  * runs): -EINVAL for a NULL client, region, device or @fn, 0 or too many
  * destinations, unknown flags, a destination whose count is smaller than
- * the source's, or sector + count overflowing; -ENOMEM.  A destination too
- * small for its region is an I/O failure, reported by its bit.
+ * the source's, sector + count overflowing, two destinations that overlap
+ * each other, or destinations that overlap the source from below and from
+ * above; -ENOMEM.  A destination too small for its region is an I/O
+ * failure, reported by its bit.
  */
 int dm_kcopyd_copy(struct dm_kcopyd_client *kc, struct io_region *from,
 		   unsigned int num_dests, struct io_region *dests,

@@ -21,17 +21,15 @@
  * Needs nbdkit (exit 77 otherwise).
  */
 #include <errno.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <dmio/dm-io.h>
+
+#include "nbdkit.h"
+#include "tl.h"
 
 #define NR_REG 64
 #define ROUNDS 8
@@ -61,57 +59,39 @@ static void done(unsigned long bits, void *context)
 	inflight--;
 }
 
-static char sock[64];
-
+/* Whatever way we leave, no server and no socket directory stay. */
 static void cleanup(void)
 {
-	unlink(sock);
-}
-
-static pid_t start_server(void)
-{
-	pid_t pid, parent = getpid();
-
-	unlink(sock);
-	pid = fork();
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(126);
-		execlp("nbdkit", "nbdkit", "-f", "--exit-with-parent", "-U",
-		       sock, "memory", "size=16M", (char *)NULL);
-		_exit(127);
-	}
-	return pid;
+	nbdkit_stop_all();
 }
 
 int main(void)
 {
+	static const char *const args[] = {"memory", "size=16M", NULL};
 	static char buf[4096];
 	struct dm_io_client *client;
-	char uri[128];
+	char why[512];
 	int round, n, i;
 
-	if (system("nbdkit --version >/dev/null 2>&1")) {
-		printf("SKIP: needs nbdkit\n");
+	if (!nbdkit_available(why, sizeof(why))) {
+		printf("SKIP: needs nbdkit (%s)\n", why);
 		return 77;
 	}
-	snprintf(sock, sizeof(sock), "/tmp/dmio-repro-%d.sock", (int)getpid());
-	snprintf(uri, sizeof(uri), "nbd+unix:///?socket=%s", sock);
 	atexit(cleanup);
 	client = dm_io_client_create();
 	if (!client)
 		return 2;
 	for (round = 0; round < ROUNDS; round++) {
 		struct io_region where[NR_REG];
-		struct block_device *bdev = NULL;
-		int status, einval_before = atomic_load(&einval_errs);
-		pid_t pid = start_server();
+		struct block_device *bdev;
+		int einval_before = atomic_load(&einval_errs);
+		struct nbdkit *srv = nbdkit_start(args, why, sizeof(why));
 
-		for (i = 0; i < 500 && !bdev; i++) {
-			usleep(10000);
-			bdev = dm_bdev_open(uri, 0);
+		if (!srv) {
+			fprintf(stderr, "starting nbdkit: %s\n", why);
+			return 2;
 		}
+		bdev = dm_bdev_open(srv->uri, 0);
 		if (!bdev) {
 			fprintf(stderr, "cannot reach nbdkit\n");
 			return 2;
@@ -137,12 +117,12 @@ int main(void)
 			while (atomic_load(&inflight) > 16)
 				usleep(50);
 			if (n == 200)
-				kill(pid, SIGKILL);
+				nbdkit_sigkill(srv);
 		}
 		while (atomic_load(&inflight))
-			usleep(1000);
-		waitpid(pid, &status, 0);
+			tl_sleep_ms(1);
 		dm_bdev_close(bdev);
+		nbdkit_stop(srv);
 		printf("round %d: failed regions with EINVAL: %d\n", round,
 		       atomic_load(&einval_errs) - einval_before);
 	}

@@ -18,15 +18,15 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/loop.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <dmio/dm-io.h>
+
+#include "tl.h"
 
 #define NR_REQS 600
 
@@ -48,36 +48,23 @@ static void done(unsigned long bits, void *context)
 
 /* A loop device over an unlinked /dev/shm file, cleared by the kernel when
  * our descriptor closes. */
-static int loop_setup(char *dev, size_t size, int *lfd)
+static int loop_setup(struct tl_loop *lo)
 {
-	char img[] = "/dev/shm/dmio-repro-XXXXXX";
-	struct loop_config cfg;
-	int fd, ctl, nr;
+	char img[] = "/dev/shm/dmio-repro-XXXXXX", why[128];
+	int fd, err;
 
-	if (geteuid() != 0)
-		return 77;
-	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
-	if (ctl < 0)
+	if (!tl_loop_available(why, sizeof(why)))
 		return 77;
 	fd = mkstemp(img);
 	if (fd < 0 || ftruncate(fd, 8 << 20))
 		return 2;
 	unlink(img);
-	nr = ioctl(ctl, LOOP_CTL_GET_FREE);
-	close(ctl);
-	if (nr < 0)
-		return 77;
-	snprintf(dev, size, "/dev/loop%d", nr);
-	*lfd = open(dev, O_RDWR | O_CLOEXEC);
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.fd = (unsigned int)fd;
-	cfg.block_size = 512;
-	cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR;
-	if (*lfd < 0 || ioctl(*lfd, LOOP_CONFIGURE, &cfg)) {
-		perror("LOOP_CONFIGURE");
+	err = tl_loop_attach(fd, 512, lo);
+	close(fd);
+	if (err) {
+		fprintf(stderr, "LOOP_CONFIGURE: %s\n", strerror(-err));
 		return 77;
 	}
-	close(fd);
 	return 0;
 }
 
@@ -85,18 +72,19 @@ int main(void)
 {
 	struct dm_io_client *client;
 	struct block_device *bdev;
-	char dev[32], spec[64];
+	struct tl_loop lo;
+	char spec[64];
 	char *buf;
-	int i, lfd = -1, ret;
+	int i, ret;
 
-	ret = loop_setup(dev, sizeof(dev), &lfd);
+	ret = loop_setup(&lo);
 	if (ret) {
 		if (ret == 77)
 			printf("SKIP: needs root and loop devices\n");
 		return ret;
 	}
 	/* The delay holds every request, and its memory, in flight. */
-	snprintf(spec, sizeof(spec), "fault:delay=300:%s", dev);
+	snprintf(spec, sizeof(spec), "fault:delay=300:%s", lo.path);
 	bdev = dm_bdev_open(spec, 0); /* a block device: O_DIRECT */
 	client = dm_io_client_create();
 	buf = aligned_alloc(4096, 8192);
@@ -124,14 +112,14 @@ int main(void)
 		}
 	}
 	while (atomic_load(&left))
-		usleep(1000);
+		tl_sleep_ms(1);
 	printf("%s: %d of %d bounced 3584-byte O_DIRECT writes succeeded, "
 	       "%d failed with EINVAL, %d otherwise\n",
-	       dev, atomic_load(&succeeded), NR_REQS,
+	       lo.path, atomic_load(&succeeded), NR_REQS,
 	       atomic_load(&failed_einval), atomic_load(&failed_other));
 	dm_io_client_destroy(client);
 	dm_bdev_close(bdev);
-	close(lfd);
+	tl_loop_detach(&lo);
 	free(buf);
 	return atomic_load(&failed_einval) || atomic_load(&failed_other) ? 1
 									 : 0;

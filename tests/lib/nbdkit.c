@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * nbdkit servers for the NBD tests (see nbdkit.h).
+ * nbdkit servers (see nbdkit.h).
  *
- * A server is forked from the test's main thread (--exit-with-parent and
+ * A server is forked from the process's main thread (--exit-with-parent and
  * PR_SET_PDEATHSIG follow the thread that forked), everything the child
  * needs is prepared before fork() since the library's threads may hold
  * locks, and the parent waits for nbdkit's PID file, which it writes once
@@ -11,7 +11,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -19,16 +18,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "nbdkit.h"
+#include "tl.h"
 
 #define START_TIMEOUT_MS 10000
 #define STOP_TIMEOUT_MS	 5000
@@ -38,149 +36,33 @@
 static struct nbdkit *servers[NBDKIT_MAX_SERVERS];
 static char nbdkit_path[PATH_MAX];
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(unsigned int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 /* nbdkit on $PATH, or false. */
 static bool find_nbdkit(void)
 {
-	const char *path = getenv("PATH");
-	char *copy, *dir, *save = NULL;
-	bool found = false;
-
-	if (nbdkit_path[0])
-		return true;
-	if (!path || !*path)
-		path = "/usr/local/bin:/usr/bin:/bin";
-	copy = strdup(path);
-	if (!copy)
-		return false;
-	for (dir = strtok_r(copy, ":", &save); dir && !found;
-	     dir = strtok_r(NULL, ":", &save)) {
-		char cand[PATH_MAX];
-
-		if (snprintf(cand, sizeof(cand), "%s/nbdkit",
-			     *dir ? dir : ".") >= (int)sizeof(cand))
-			continue;
-		struct stat sb;
-
-		/* A regular file: meson puts library directories on PATH, and
-		 * /usr/lib/<triplet>/nbdkit is nbdkit's plugin directory. */
-		if (!stat(cand, &sb) && S_ISREG(sb.st_mode) &&
-		    access(cand, X_OK) == 0) {
-			memcpy(nbdkit_path, cand, sizeof(cand));
-			found = true;
-		}
-	}
-	free(copy);
-	return found;
-}
-
-/* The child's half of a fork: never returns. */
-static void child_exec(char *const argv[], int out_fd, pid_t parent)
-{
-	sigset_t none;
-	int null = open("/dev/null", O_RDWR);
-
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	/* Die with the test even before nbdkit's --exit-with-parent runs. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent)
-		_exit(126);
-	if (null >= 0) {
-		dup2(null, STDIN_FILENO);
-		dup2(out_fd >= 0 ? out_fd : null, STDOUT_FILENO);
-		if (out_fd >= 0)
-			dup2(null, STDERR_FILENO);
-	}
-	execv(nbdkit_path, argv);
-	_exit(127);
-}
-
-/* Wait for @pid at most @ms; its status, or -1 (then it was killed). */
-static int wait_bounded(pid_t pid, unsigned int ms)
-{
-	uint64_t deadline = now_ms() + ms;
-	int status;
-
-	for (;;) {
-		pid_t r = waitpid(pid, &status, WNOHANG);
-
-		if (r == pid)
-			return status;
-		if (r < 0 && errno != EINTR)
-			return -1;
-		if (now_ms() >= deadline)
-			break;
-		sleep_ms(5);
-	}
-	kill(pid, SIGKILL);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	return -1;
+	return nbdkit_path[0] ||
+	       tl_find_program("nbdkit", nbdkit_path, sizeof(nbdkit_path));
 }
 
 /* Run nbdkit @args to the end, its stdout into @out (may be NULL);
  * true when it exited with status 0 within the time allowed. */
 static bool run_nbdkit(const char *const *args, char *out, size_t size)
 {
+	const struct tl_child c = {
+		.in = TL_DEVNULL,
+		.out = TL_DEVNULL,
+		.err = out ? TL_DEVNULL : TL_INHERIT,
+		.die_with_parent = true,
+	};
 	char *argv[MAX_ARGS];
-	int pfd[2] = {-1, -1}, status;
 	unsigned int n = 0;
-	size_t got = 0;
-	pid_t pid, parent = getpid();
+	int status;
 
 	argv[n++] = nbdkit_path;
 	while (*args && n < MAX_ARGS - 1)
 		argv[n++] = (char *)*args++;
 	argv[n] = NULL;
-	if (out && pipe2(pfd, O_CLOEXEC) < 0)
-		return false;
-	pid = fork();
-	if (pid < 0) {
-		if (out) {
-			close(pfd[0]);
-			close(pfd[1]);
-		}
-		return false;
-	}
-	if (pid == 0)
-		child_exec(argv, out ? pfd[1] : -1, parent);
-	if (out) {
-		uint64_t deadline = now_ms() + PROBE_TIMEOUT_MS;
-
-		close(pfd[1]);
-		while (got + 1 < size && now_ms() < deadline) {
-			struct pollfd p = {.fd = pfd[0], .events = POLLIN};
-			ssize_t r;
-
-			if (poll(&p, 1, 100) <= 0)
-				continue;
-			r = read(pfd[0], out + got, size - 1 - got);
-			if (r <= 0 && !(r < 0 && errno == EINTR))
-				break;
-			if (r > 0)
-				got += (size_t)r;
-		}
-		out[got] = '\0';
-		close(pfd[0]);
-	}
-	status = wait_bounded(pid, PROBE_TIMEOUT_MS);
-	return status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	return tl_run(argv, &c, out, size, PROBE_TIMEOUT_MS, &status) == 0 &&
+	       WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 bool nbdkit_available(char *why, size_t size)
@@ -254,40 +136,25 @@ bool nbdkit_have_tls(void)
 
 /* ---- servers ------------------------------------------------------------ */
 
-static int rm_one(const char *path, const struct stat *st, int flag,
-		  struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	if (remove(path) < 0 && errno != ENOENT)
-		fprintf(stderr, "nbdkit: remove %s: %s\n", path,
-			strerror(errno));
-	return 0;
-}
-
 static void remove_dir(struct nbdkit *s)
 {
-	if (s->dir[0])
-		nftw(s->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	tl_rmtree(s->dir);
 	s->dir[0] = '\0';
 }
 
-/* A private directory; named like the harness's so that one left behind
- * by a killed test is removed by the next run's h_tmpdir_make(). */
-static int make_dir(struct nbdkit *s)
+/* A private directory under @parent, else /dev/shm or /tmp, named like
+ * tl_tmpdir_make()'s so that one left behind by a killed process is
+ * removed by the next run. */
+static int make_dir(struct nbdkit *s, const char *parent)
 {
-	static const char *const parents[] = {"/dev/shm", "/tmp"};
-	unsigned int i;
+	int err;
 
-	for (i = 0; i < 2; i++) {
-		snprintf(s->dir, sizeof(s->dir), "%s/dmio-test-%d-nbdXXXXXX",
-			 parents[i], (int)getpid());
-		if (mkdtemp(s->dir))
-			return 0;
-	}
-	s->dir[0] = '\0';
-	return -errno;
+	if (parent)
+		return tl_tmpdir_make(s->dir, sizeof(s->dir), parent, "nbd");
+	err = tl_tmpdir_make(s->dir, sizeof(s->dir), "/dev/shm", "nbd");
+	if (err)
+		err = tl_tmpdir_make(s->dir, sizeof(s->dir), "/tmp", "nbd");
+	return err;
 }
 
 static bool pidfile_ready(const char *path)
@@ -322,13 +189,13 @@ static int unix_connect(const char *path)
  * found nobody. */
 static bool read_greeting(int fd)
 {
-	uint64_t deadline = now_ms() + 1000;
+	uint64_t deadline = tl_now_ms() + 1000;
 	char buf[18];
 	size_t got = 0;
 
 	while (got < sizeof(buf)) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
-		int64_t left = (int64_t)(deadline - now_ms());
+		int64_t left = (int64_t)(deadline - tl_now_ms());
 		ssize_t r;
 
 		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
@@ -398,21 +265,134 @@ static char *subst(const char *arg, const struct nbdkit *s)
 	return out;
 }
 
-static void free_args(char **argv, unsigned int from, unsigned int to)
+static void free_argv(struct nbdkit *s)
 {
-	while (from < to)
-		free(argv[from++]);
+	unsigned int i;
+
+	if (!s->argv)
+		return;
+	for (i = 0; s->argv[i]; i++)
+		free(s->argv[i]);
+	free(s->argv);
+	s->argv = NULL;
 }
 
-static struct nbdkit *start(const char *user, const char *const *args,
-			    char *why, size_t size)
+/* s->argv: nbdkit's fixed options, then @args with their "@CTL@" and
+ * "@PSK@" replaced; 0 or -1 with the reason in @why. */
+static int make_argv(struct nbdkit *s, const char *user,
+		     const char *const *args, char *why, size_t size)
 {
-	char *argv[MAX_ARGS];
-	char tls_psk[160];
-	struct nbdkit *s;
-	unsigned int n = 0, slot, first_arg;
+	char tls_psk[224];
+	const char *fixed[16];
+	unsigned int n = 0, nfixed = 0, nargs = 0, i;
+
+	fixed[nfixed++] = nbdkit_path;
+	fixed[nfixed++] = "--foreground";
+	fixed[nfixed++] = "--exit-with-parent";
+	fixed[nfixed++] = "--unix";
+	fixed[nfixed++] = s->sock;
+	fixed[nfixed++] = "-P";
+	fixed[nfixed++] = s->pidfile;
+	if (user) {
+		snprintf(tls_psk, sizeof(tls_psk), "--tls-psk=%s", s->psk);
+		fixed[nfixed++] = "--tls=require";
+		fixed[nfixed++] = tls_psk;
+	}
+	while (args[nargs])
+		nargs++;
+	if (nfixed + nargs >= MAX_ARGS) {
+		snprintf(why, size, "too many nbdkit arguments");
+		return -1;
+	}
+	s->argv = calloc(nfixed + nargs + 1, sizeof(*s->argv));
+	if (!s->argv)
+		goto oom;
+	for (i = 0; i < nfixed; i++)
+		if (!(s->argv[n++] = strdup(fixed[i])))
+			goto oom;
+	for (i = 0; i < nargs; i++)
+		if (!(s->argv[n++] = subst(args[i], s)))
+			goto oom;
+	return 0;
+oom:
+	snprintf(why, size, "out of memory");
+	return -1;
+}
+
+/* Fork s->argv and wait until the socket accepts: 0, or -1 with the
+ * reason in @why. */
+static int launch(struct nbdkit *s, char *why, size_t size)
+{
+	struct tl_child c = {
+		.in = TL_DEVNULL,
+		.out = TL_DEVNULL,
+		.err = TL_INHERIT,
+		.die_with_parent = true,
+	};
 	uint64_t deadline;
-	pid_t parent = getpid();
+	int logfd = -1;
+	pid_t pid;
+
+	unlink(s->sock);
+	unlink(s->pidfile);
+	if (s->log[0]) {
+		logfd = open(s->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+			     0600);
+		c.out = c.err = logfd >= 0 ? logfd : TL_INHERIT;
+	}
+	pid = tl_spawn(s->argv, &c);
+	if (logfd >= 0)
+		close(logfd);
+	if (pid < 0) {
+		snprintf(why, size, "fork: %s", strerror(-pid));
+		return -1;
+	}
+	s->pid = pid;
+	s->stopped = false;
+
+	/* nbdkit writes its PID file once it listens; then make sure that
+	 * the socket really accepts. */
+	deadline = tl_now_ms() + START_TIMEOUT_MS;
+	for (;;) {
+		int status, fd;
+
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			s->pid = 0;
+			snprintf(why, size,
+				 "nbdkit exited (%s %d) before listening; see "
+				 "its message %s",
+				 WIFEXITED(status) ? "status" : "signal",
+				 WIFEXITED(status) ? WEXITSTATUS(status)
+						   : WTERMSIG(status),
+				 s->log[0] ? "in the log" : "above");
+			return -1;
+		}
+		if (pidfile_ready(s->pidfile)) {
+			fd = unix_connect(s->sock);
+			if (fd >= 0) {
+				bool ok = read_greeting(fd);
+
+				close(fd);
+				if (ok)
+					return 0;
+			}
+		}
+		if (tl_now_ms() >= deadline) {
+			snprintf(why, size,
+				 "nbdkit did not listen on %s within %d ms",
+				 s->sock, START_TIMEOUT_MS);
+			return -1;
+		}
+		tl_sleep_ms(5);
+	}
+}
+
+static struct nbdkit *start(const char *user, const char *parent,
+			    const char *log, const char *const *args, char *why,
+			    size_t size)
+{
+	struct nbdkit *s;
+	unsigned int slot;
 	int err;
 
 	if (!nbdkit_available(why, size))
@@ -429,7 +409,7 @@ static struct nbdkit *start(const char *user, const char *const *args,
 		snprintf(why, size, "out of memory");
 		return NULL;
 	}
-	err = make_dir(s);
+	err = make_dir(s, parent);
 	if (err) {
 		snprintf(why, size, "mkdtemp: %s", strerror(-err));
 		free(s);
@@ -439,6 +419,8 @@ static struct nbdkit *start(const char *user, const char *const *args,
 	snprintf(s->pidfile, sizeof(s->pidfile), "%s/pid", s->dir);
 	snprintf(s->ctl, sizeof(s->ctl), "%s/ctl", s->dir);
 	snprintf(s->psk, sizeof(s->psk), "%s/psk", s->dir);
+	if (log)
+		snprintf(s->log, sizeof(s->log), "%s", log);
 	if (user)
 		snprintf(s->uri, sizeof(s->uri),
 			 "nbds+unix://%s@/?socket=%s&tls-psk-file=%s", user,
@@ -448,13 +430,6 @@ static struct nbdkit *start(const char *user, const char *const *args,
 			 s->sock);
 	servers[slot] = s; /* from here on nbdkit_stop_all() cleans up */
 
-	argv[n++] = nbdkit_path;
-	argv[n++] = "--foreground";
-	argv[n++] = "--exit-with-parent";
-	argv[n++] = "--unix";
-	argv[n++] = s->sock;
-	argv[n++] = "-P";
-	argv[n++] = s->pidfile;
 	if (user) {
 		err = write_psk(s, user);
 		if (err) {
@@ -462,72 +437,10 @@ static struct nbdkit *start(const char *user, const char *const *args,
 				 strerror(-err));
 			goto fail;
 		}
-		snprintf(tls_psk, sizeof(tls_psk), "--tls-psk=%s", s->psk);
-		argv[n++] = "--tls=require";
-		argv[n++] = tls_psk;
 	}
-	first_arg = n;
-	for (; *args; args++) {
-		if (n == MAX_ARGS - 1) {
-			snprintf(why, size, "too many nbdkit arguments");
-			free_args(argv, first_arg, n);
-			goto fail;
-		}
-		argv[n] = subst(*args, s);
-		if (!argv[n]) {
-			snprintf(why, size, "out of memory");
-			free_args(argv, first_arg, n);
-			goto fail;
-		}
-		n++;
-	}
-	argv[n] = NULL;
-
-	s->pid = fork();
-	if (s->pid != 0)
-		free_args(argv, first_arg, n);
-	if (s->pid < 0) {
-		s->pid = 0;
-		snprintf(why, size, "fork: %s", strerror(errno));
+	if (make_argv(s, user, args, why, size) || launch(s, why, size))
 		goto fail;
-	}
-	if (s->pid == 0)
-		child_exec(argv, -1, parent);
-
-	/* nbdkit writes its PID file once it listens; then make sure that
-	 * the socket really accepts. */
-	deadline = now_ms() + START_TIMEOUT_MS;
-	for (;;) {
-		int status, fd;
-
-		if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
-			s->pid = 0;
-			snprintf(why, size,
-				 "nbdkit exited (%s %d) before listening; see "
-				 "its message above",
-				 WIFEXITED(status) ? "status" : "signal",
-				 WIFEXITED(status) ? WEXITSTATUS(status)
-						   : WTERMSIG(status));
-			goto fail;
-		}
-		if (pidfile_ready(s->pidfile)) {
-			fd = unix_connect(s->sock);
-			if (fd >= 0) {
-				bool ok = read_greeting(fd);
-
-				close(fd);
-				if (ok)
-					return s;
-			}
-		}
-		if (now_ms() >= deadline) {
-			snprintf(why, size,
-				 "nbdkit did not listen on %s within %d ms",
-				 s->sock, START_TIMEOUT_MS);
-			goto fail;
-		}
-		sleep_ms(5);
-	}
+	return s;
 
 fail:
 	snprintf(s->error, sizeof(s->error), "%s", why);
@@ -537,25 +450,52 @@ fail:
 
 struct nbdkit *nbdkit_start(const char *const *args, char *why, size_t size)
 {
-	return start(NULL, args, why, size);
+	return start(NULL, NULL, NULL, args, why, size);
 }
 
 struct nbdkit *nbdkit_start_tls(const char *user, const char *const *args,
 				char *why, size_t size)
 {
-	return start(user, args, why, size);
+	return start(user, NULL, NULL, args, why, size);
+}
+
+struct nbdkit *nbdkit_start_logged(const char *parent, const char *log,
+				   const char *const *args, char *why,
+				   size_t size)
+{
+	return start(NULL, parent, log, args, why, size);
+}
+
+int nbdkit_restart(struct nbdkit *s, char *why, size_t size)
+{
+	if (s->pid) {
+		snprintf(why, size, "nbdkit pid %d is still running",
+			 (int)s->pid);
+		return -1;
+	}
+	if (launch(s, why, size)) {
+		/* Reap what did not come up; the caller may try again. */
+		nbdkit_sigkill(s);
+		return -1;
+	}
+	return 0;
+}
+
+/* @sig to the server, if it still runs: 0 or -errno. */
+static int signal_server(struct nbdkit *s, int sig)
+{
+	if (!s->pid)
+		return -ESRCH;
+	return kill(s->pid, sig) < 0 ? -errno : 0;
 }
 
 int nbdkit_sigkill(struct nbdkit *s)
 {
-	int status;
+	int err = signal_server(s, SIGKILL);
 
-	if (!s->pid)
-		return -ESRCH;
-	if (kill(s->pid, SIGKILL) < 0)
-		return -errno;
-	while (waitpid(s->pid, &status, 0) < 0 && errno == EINTR)
-		;
+	if (err)
+		return err;
+	tl_wait(s->pid);
 	s->pid = 0;
 	s->stopped = false;
 	return 0;
@@ -563,13 +503,11 @@ int nbdkit_sigkill(struct nbdkit *s)
 
 int nbdkit_sigstop(struct nbdkit *s)
 {
-	int status;
+	int status, err = signal_server(s, SIGSTOP);
 	pid_t r;
 
-	if (!s->pid)
-		return -ESRCH;
-	if (kill(s->pid, SIGSTOP) < 0)
-		return -errno;
+	if (err)
+		return err;
 	s->stopped = true;
 	/* Returns once every thread of it has stopped. */
 	do
@@ -587,10 +525,10 @@ int nbdkit_sigstop(struct nbdkit *s)
 
 int nbdkit_sigcont(struct nbdkit *s)
 {
-	if (!s->pid)
-		return -ESRCH;
-	if (kill(s->pid, SIGCONT) < 0)
-		return -errno;
+	int err = signal_server(s, SIGCONT);
+
+	if (err)
+		return err;
 	s->stopped = false;
 	return 0;
 }
@@ -612,7 +550,7 @@ int nbdkit_stop(struct nbdkit *s)
 		if (stat(s->ctl, &st) == 0 && S_ISSOCK(st.st_mode))
 			nbdkit_pause_control(s, 'r');
 		kill(s->pid, SIGTERM);
-		if (wait_bounded(s->pid, STOP_TIMEOUT_MS) < 0) {
+		if (tl_wait_bounded(s->pid, STOP_TIMEOUT_MS) < 0) {
 			fprintf(stderr,
 				"nbdkit: pid %d ignored SIGTERM for %d ms: "
 				"killed\n",
@@ -622,6 +560,7 @@ int nbdkit_stop(struct nbdkit *s)
 		s->pid = 0;
 	}
 	remove_dir(s);
+	free_argv(s);
 	for (i = 0; i < NBDKIT_MAX_SERVERS; i++)
 		if (servers[i] == s)
 			servers[i] = NULL;
@@ -651,7 +590,7 @@ int nbdkit_stop_all(void)
 
 int nbdkit_pause_control(struct nbdkit *s, char cmd)
 {
-	uint64_t deadline = now_ms() + 5000;
+	uint64_t deadline = tl_now_ms() + 5000;
 	char want = (char)(cmd - 'a' + 'A'), got = 0;
 	int fd;
 
@@ -659,9 +598,9 @@ int nbdkit_pause_control(struct nbdkit *s, char cmd)
 		fd = unix_connect(s->ctl);
 		if (fd >= 0)
 			break;
-		if (now_ms() >= deadline)
+		if (tl_now_ms() >= deadline)
 			return fd;
-		sleep_ms(10);
+		tl_sleep_ms(10);
 	}
 	if (write(fd, &cmd, 1) != 1) {
 		close(fd);
@@ -669,7 +608,7 @@ int nbdkit_pause_control(struct nbdkit *s, char cmd)
 	}
 	for (;;) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
-		int64_t left = (int64_t)(deadline - now_ms());
+		int64_t left = (int64_t)(deadline - tl_now_ms());
 		ssize_t r;
 
 		if (left <= 0 || poll(&p, 1, (int)left) == 0) {
@@ -686,4 +625,26 @@ int nbdkit_pause_control(struct nbdkit *s, char cmd)
 	}
 	close(fd);
 	return got == want ? 0 : -EPROTO;
+}
+
+void nbdkit_kill_all(void)
+{
+	unsigned int i;
+
+	for (i = 0; i < NBDKIT_MAX_SERVERS; i++) {
+		struct nbdkit *s = servers[i];
+		pid_t pid;
+
+		if (!s)
+			continue;
+		pid = s->pid;
+		if (pid > 0)
+			kill(pid, SIGKILL);
+		unlink(s->sock);
+		unlink(s->pidfile);
+		unlink(s->ctl);
+		unlink(s->psk);
+		if (s->dir[0])
+			rmdir(s->dir);
+	}
 }

@@ -1,18 +1,20 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * nbdkit servers for the NBD tests: each one a child process serving on a
- * Unix socket in a private directory under /dev/shm (named like the
- * harness's directories, so that one left by a killed test process is
- * removed by the next run), started with --exit-with-parent so that a
- * crashed test never leaves a server behind.
+ * nbdkit servers for the NBD tests, the soak and the regression programs:
+ * each one a child process serving on a Unix socket in a private directory
+ * under /dev/shm (named like tl_tmpdir_make()'s, so that one left by a
+ * killed process is removed by the next run), started with
+ * --exit-with-parent so that a crashed process never leaves a server
+ * behind.
  *
  * Servers started with nbdkit_start() are remembered: nbdkit_stop_all(),
  * called from the tests' cmocka teardown, stops every one of them whether
  * the test passed or not.
  */
-#ifndef DMIO_TESTS_NBDKIT_H
-#define DMIO_TESTS_NBDKIT_H
+#ifndef DMIO_TESTS_LIB_NBDKIT_H
+#define DMIO_TESTS_LIB_NBDKIT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -20,15 +22,17 @@
 #define NBDKIT_MAX_SERVERS 8
 
 struct nbdkit {
-	pid_t pid;	/* 0 once reaped */
+	atomic_int pid; /* 0 once reaped; read by signal handlers */
 	bool stopped;	/* SIGSTOPped by nbdkit_sigstop() */
-	char dir[64];	/* the private directory */
-	char sock[128]; /* the server's Unix socket */
-	char pidfile[128];
+	char dir[160];	/* the private directory */
+	char sock[192]; /* the server's Unix socket */
+	char pidfile[192];
 	char uri[512];	 /* nbd+unix:///?socket=SOCK */
-	char ctl[128];	 /* a spare path in dir (pause-control=, ...) */
-	char psk[128];	 /* the PSK file of nbdkit_start_tls() */
+	char ctl[192];	 /* a spare path in dir (pause-control=, ...) */
+	char psk[192];	 /* the PSK file of nbdkit_start_tls() */
 	char error[256]; /* why nbdkit_start() failed */
+	char log[256];	 /* stdout and stderr appended here ("": none) */
+	char **argv;	 /* the command line, for nbdkit_restart() */
 };
 
 /*
@@ -61,6 +65,22 @@ struct nbdkit *nbdkit_start(const char *const *args, char *why, size_t size);
 struct nbdkit *nbdkit_start_tls(const char *user, const char *const *args,
 				char *why, size_t size);
 
+/*
+ * nbdkit_start() with the server's directory under @parent (not /dev/shm)
+ * and its standard output and error appended to the file @log
+ * (nbdkit_start() leaves stderr to the caller's and drops stdout).
+ */
+struct nbdkit *nbdkit_start_logged(const char *parent, const char *log,
+				   const char *const *args, char *why,
+				   size_t size);
+
+/*
+ * Start a server that was killed (nbdkit_sigkill()) again with the same
+ * command line, on the same socket; returns once it listens.  0, or -1
+ * with the reason in @why.
+ */
+int nbdkit_restart(struct nbdkit *s, char *why, size_t size);
+
 /* Signals to the server: SIGKILL (and reap it), SIGSTOP, SIGCONT. */
 int nbdkit_sigkill(struct nbdkit *s);
 int nbdkit_sigstop(struct nbdkit *s);
@@ -89,4 +109,11 @@ int nbdkit_stop_all(void);
  * s->ctl and wait (at most 5 s) for its answer; 0 or -errno. */
 int nbdkit_pause_control(struct nbdkit *s, char cmd);
 
-#endif /* DMIO_TESTS_NBDKIT_H */
+/*
+ * SIGKILL every server and remove their directories, with nothing but
+ * async-signal-safe calls: for a process that is going down (a signal
+ * handler, a failed check).  The servers are not reaped nor forgotten.
+ */
+void nbdkit_kill_all(void);
+
+#endif /* DMIO_TESTS_LIB_NBDKIT_H */
