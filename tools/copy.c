@@ -626,8 +626,10 @@ void transfer(struct engine *e, struct target *src, struct target *dst,
 	writeback_end(run.wb);
 
 	settle_destinations(&run, pos, o);
-	if (o->durability == DURABLE_FLUSH && res->started)
+	if (o->durability == DURABLE_FLUSH && res->started) {
+		progress_phase(pg, "flushing");
 		flush_destinations(e, dst, nr);
+	}
 }
 
 /* ---- the commands ---- */
@@ -998,12 +1000,15 @@ static int transfer_command(int argc, char *argv[], struct transfer_cli *c,
 	int opt, status;
 
 	c->opts.durability = DURABLE_FLUSH;
-	while ((opt = next_option(argc, argv, ":hq", options)) != -1) {
+	while ((opt = next_option(argc, argv, ":hqp", options)) != -1) {
 		switch (opt) {
 		case 'h':
 			return print_command_help();
 		case 'q':
 			c->quiet = true;
+			break;
+		case 'p':
+			progress_force();
 			break;
 		case OPT_JSON:
 			c->json = true;
@@ -1080,6 +1085,7 @@ int cmd_copy(int argc, char *argv[])
 		{"direct", no_argument, NULL, OPT_DIRECT},
 		{"buffered", no_argument, NULL, OPT_BUFFERED},
 		{"quiet", no_argument, NULL, 'q'},
+		{"progress", no_argument, NULL, 'p'},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -1099,6 +1105,7 @@ int cmd_zero(int argc, char *argv[])
 		{"direct", no_argument, NULL, OPT_DIRECT},
 		{"buffered", no_argument, NULL, OPT_BUFFERED},
 		{"quiet", no_argument, NULL, 'q'},
+		{"progress", no_argument, NULL, 'p'},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"help", no_argument, NULL, 'h'},
 		{0},

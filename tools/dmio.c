@@ -47,6 +47,8 @@ static const char general_help[] =
 	"      --direct         open files with O_DIRECT too\n"                \
 	"      --buffered       use the page cache, block devices too\n"       \
 	"  -q, --quiet          no progress bar and no summary line\n"         \
+	"  -p, --progress       a progress line every few seconds where\n"     \
+	"                       stderr is not a terminal (JSON with --json)\n" \
 	"      --json           one JSON object instead of the table\n"        \
 	"  -h, --help           this text\n"
 
@@ -278,6 +280,12 @@ static int cmd_help(int argc, char *argv[])
 		return usage_error("unknown command '%s'", argv[1]);
 	fputs(cmd->help, stdout);
 	return EXIT_ALL_GOOD;
+}
+
+/* --json was given: progress lines are JSON too. */
+bool json_requested(void)
+{
+	return json_errors;
 }
 
 /* Whether --json comes before the first "--": looked for before the command

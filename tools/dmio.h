@@ -64,7 +64,8 @@ enum long_option {
 };
 
 /* dmio.c: messages in the name of the command being run, and options. */
-extern volatile sig_atomic_t interrupted; /* the signal catch_signals() caught */
+extern volatile sig_atomic_t
+	interrupted; /* the signal catch_signals() caught */
 
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -73,6 +74,7 @@ int print_command_help(void);
 int check_open_flags(unsigned int flags);
 int next_option(int argc, char *argv[], const char *shortopts,
 		const struct option *longopts);
+bool json_requested(void);
 
 /* spec.c */
 int parse_amount(const char *s, sector_t *sectors);
@@ -90,7 +92,16 @@ struct progress {
 	uint64_t total;	  /* bytes */
 	double start, last_draw, seconds;
 	bool bar, quiet, drawn;
+	bool periodic;	   /* -p off a terminal: a line every few seconds */
+	bool json;	   /* ... as JSON lines (--json) */
+	const char *phase; /* NULL while moving data, then e.g. "flushing" */
+	uint64_t done;	   /* bytes, as last updated */
 };
+
+/* -p, --progress: periodic progress lines where stderr is no terminal. */
+void progress_force(void);
+/* The run has moved on to @phase ("flushing"): show it at once. */
+void progress_phase(struct progress *p, const char *phase);
 
 void progress_start(struct progress *p, const char *verb, uint64_t total,
 		    bool quiet);

@@ -2,7 +2,8 @@
 /*
  * Progress: on a terminal, a bar on stderr redrawn in place at most ten
  * times a second; otherwise one summary line at the end, so that logs and
- * pipes get a record rather than a stream of carriage returns.
+ * pipes get a record rather than a stream of carriage returns.  With -p
+ * off a terminal, a line every few seconds too (JSON lines with --json).
  */
 #include <stdio.h>
 #include <string.h>
@@ -13,8 +14,16 @@
 #include "dmio.h"
 
 #define REDRAW_SECONDS 0.1
+#define PERIOD_SECONDS 2.0
 #define BAR_MAX	       50
 #define BAR_MIN	       10
+
+static bool forced; /* -p, --progress */
+
+void progress_force(void)
+{
+	forced = true;
+}
 
 static double now_seconds(void)
 {
@@ -75,6 +84,8 @@ static void draw(struct progress *p, uint64_t done, double now, bool final)
 		 human_bytes(p->total, b, sizeof(b)), (int)(frac * 100));
 	if (final)
 		snprintf(b, sizeof(b), "in %.2f s", elapsed);
+	else if (p->phase)
+		snprintf(b, sizeof(b), "%s...", p->phase);
 	else if (rate > 0)
 		format_eta((double)(p->total - done) / (1 << 20) / rate, b,
 			   sizeof(b));
@@ -100,6 +111,33 @@ static void draw(struct progress *p, uint64_t done, double now, bool final)
 	p->drawn = true;
 }
 
+/* One periodic line: where the run is, for logs and for programs. */
+static void report_line(struct progress *p, uint64_t done, double now,
+			const char *phase)
+{
+	double elapsed = now - p->start;
+	char a[24], b[24];
+
+	if (p->json)
+		fprintf(stderr,
+			"{\"progress\":\"%s\",\"phase\":\"%s\",\"bytes\":%llu,"
+			"\"total\":%llu,\"seconds\":%.3f,\"mib_per_s\":%.1f}\n",
+			p->verb, phase, (unsigned long long)done,
+			(unsigned long long)p->total, elapsed,
+			mib_per_s(done, elapsed));
+	else
+		warn("%s %s of %s (%d%%), %.1f MiB/s%s%s", p->verb,
+		     human_bytes(done, a, sizeof(a)),
+		     human_bytes(p->total, b, sizeof(b)),
+		     p->total ? (int)((double)done * 100 / (double)p->total)
+			      : 100,
+		     mib_per_s(done, elapsed), p->phase ? ", " : "",
+		     p->phase ? p->phase : "");
+	fflush(stderr);
+	p->last_draw = now;
+	p->drawn = true;
+}
+
 void progress_start(struct progress *p, const char *verb, uint64_t total,
 		    bool quiet)
 {
@@ -108,6 +146,8 @@ void progress_start(struct progress *p, const char *verb, uint64_t total,
 	p->total = total;
 	p->quiet = quiet;
 	p->bar = !quiet && isatty(STDERR_FILENO);
+	p->periodic = !quiet && !p->bar && forced;
+	p->json = json_requested();
 	p->start = now_seconds();
 }
 
@@ -115,11 +155,24 @@ void progress_update(struct progress *p, uint64_t done)
 {
 	double now;
 
-	if (!p->bar)
+	if (!p->bar && !p->periodic)
 		return;
 	now = now_seconds();
-	if (!p->drawn || now - p->last_draw >= REDRAW_SECONDS)
+	if (p->bar && (!p->drawn || now - p->last_draw >= REDRAW_SECONDS))
 		draw(p, done, now, false);
+	else if (p->periodic &&
+		 (!p->drawn || now - p->last_draw >= PERIOD_SECONDS))
+		report_line(p, done, now, p->phase ? p->phase : "running");
+	p->done = done;
+}
+
+void progress_phase(struct progress *p, const char *phase)
+{
+	p->phase = phase;
+	if (p->bar)
+		draw(p, p->done, now_seconds(), false);
+	else if (p->periodic)
+		report_line(p, p->done, now_seconds(), phase);
 }
 
 /* @what completes the summary line: "to 3 destinations". */
@@ -129,9 +182,12 @@ void progress_end(struct progress *p, uint64_t done, const char *what)
 	char size[24];
 
 	p->seconds = now - p->start;
+	p->phase = NULL;
 	if (p->bar) {
 		draw(p, done, now, true);
 		fputc('\n', stderr);
+	} else if (p->periodic && p->json) {
+		report_line(p, done, now, "done");
 	} else if (!p->quiet) {
 		warn("%s %s %s in %.2f s, %.1f MiB/s", p->verb,
 		     human_bytes(done, size, sizeof(size)), what, p->seconds,

@@ -342,6 +342,7 @@ int cmd_verify(int argc, char *argv[])
 		{"direct", no_argument, NULL, OPT_DIRECT},
 		{"buffered", no_argument, NULL, OPT_BUFFERED},
 		{"quiet", no_argument, NULL, 'q'},
+		{"progress", no_argument, NULL, 'p'},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -351,12 +352,15 @@ int cmd_verify(int argc, char *argv[])
 	struct target *t;
 	int opt, status;
 
-	while ((opt = next_option(argc, argv, ":hq", options)) != -1) {
+	while ((opt = next_option(argc, argv, ":hqp", options)) != -1) {
 		switch (opt) {
 		case 'h':
 			return print_command_help();
 		case 'q':
 			quiet = true;
+			break;
+		case 'p':
+			progress_force();
 			break;
 		case OPT_JSON:
 			json = true;
