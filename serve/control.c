@@ -134,7 +134,7 @@ void status_text(struct mirror *m, FILE *f)
 			leg_state_name(l->state));
 		if (l->err)
 			fprintf(f, " (%s: %s)", errno_name(l->err),
-				strerror(-l->err));
+				mirror_strerror(-l->err));
 		if (l->need_count)
 			fprintf(f, ", %" PRIu64 " regions to resync",
 				l->need_count);
@@ -191,7 +191,7 @@ void status_json(struct mirror *m, FILE *f)
 		json_str(f, l->spec);
 		fprintf(f, ",\"state\":\"%s\",\"errno\":\"%s\",\"error\":",
 			leg_state_name(l->state), errno_name(l->err));
-		json_str(f, l->err ? strerror(-l->err) : "");
+		json_str(f, l->err ? mirror_strerror(-l->err) : "");
 		fprintf(f,
 			",\"regions_to_resync\":%" PRIu64 ",\"reads\":%" PRIu64
 			",\"writes\":%" PRIu64 ",\"read_bytes\":%" PRIu64

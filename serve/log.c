@@ -117,7 +117,7 @@ int log_open(struct mirror *m, uint64_t run_id)
 		return -ENOMEM;
 	log->fd = open(log->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (log->fd < 0) {
-		mirror_event("log %s: %s", log->path, strerror(errno));
+		mirror_event("log %s: %s", log->path, mirror_strerror(errno));
 		return -errno;
 	}
 	n = pread(log->fd, h, sizeof(h), 0);
@@ -205,7 +205,7 @@ int log_mark(struct mirror *m, uint64_t first, uint64_t last)
 	}
 	pthread_mutex_unlock(&log->lock);
 	if (ret)
-		mirror_event("log %s: %s", log->path, strerror(-ret));
+		mirror_event("log %s: %s", log->path, mirror_strerror(-ret));
 	return ret;
 }
 

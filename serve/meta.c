@@ -190,7 +190,7 @@ void meta_publish(struct mirror *m)
 		l->err = ret;
 		pthread_mutex_unlock(&m->lock);
 		mirror_event("leg %u (%s) failed: %s", i, l->spec,
-			     strerror(-ret));
+			     mirror_strerror(-ret));
 	}
 }
 

@@ -42,6 +42,18 @@ void mirror_event(const char *fmt, ...)
 	va_end(ap);
 }
 
+/* The text of an errno, for the server's threads: strerror() may share a
+ * buffer between threads and translates under glibc's locale lock, which
+ * left nbdkit hung in exit() under the sanitizers' runtime after the
+ * control thread had used it.  The untranslated description needs
+ * neither. */
+const char *mirror_strerror(int err)
+{
+	const char *s = strerrordesc_np(err);
+
+	return s ? s : "Unknown error";
+}
+
 double mirror_now(void)
 {
 	struct timespec ts;
@@ -266,14 +278,14 @@ static int assemble(struct mirror *m)
 			l->err = ret;
 			missing++;
 			mirror_event("leg %u (%s) failed: %s", i, l->spec,
-				     strerror(-ret));
+				     mirror_strerror(-ret));
 			continue;
 		}
 		l->state = LEG_INSYNC;
 		ret = meta_read(m, l->bdev, &meta[i]);
 		if (ret) {
 			mirror_event("leg %u (%s): reading its superblock: %s",
-				     i, l->spec, strerror(-ret));
+				     i, l->spec, mirror_strerror(-ret));
 			return ret;
 		}
 		if (!size || meta_room(l->bdev) < size)
@@ -395,7 +407,7 @@ static int assemble(struct mirror *m)
 			l->state = LEG_FAILED;
 			l->err = ret;
 			mirror_event("leg %u (%s) failed: %s", i, l->spec,
-				     strerror(-ret));
+				     mirror_strerror(-ret));
 		}
 	}
 	if (!insync_count_locked(m))
@@ -533,7 +545,8 @@ void mirror_fail_leg(struct mirror *m, unsigned int i, int err)
 	l->errors++;
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->lock);
-	mirror_event("leg %u (%s) failed: %s", i, l->spec, strerror(-l->err));
+	mirror_event("leg %u (%s) failed: %s", i, l->spec,
+		     mirror_strerror(-l->err));
 	if (bump)
 		meta_new_generation(m);
 	pthread_mutex_unlock(&m->meta_lock);
@@ -909,7 +922,7 @@ int mirror_add_leg(struct mirror *m, const char *spec, char *msg, size_t len)
 		dm_bdev_close(old);
 	ret = open_leg(m, l);
 	if (ret) {
-		snprintf(msg, len, "%s: %s", l->spec, strerror(-ret));
+		snprintf(msg, len, "%s: %s", l->spec, mirror_strerror(-ret));
 		pthread_mutex_lock(&m->lock);
 		if (l->state == LEG_EMPTY) {
 			free(l->spec);
@@ -930,7 +943,7 @@ int mirror_add_leg(struct mirror *m, const char *spec, char *msg, size_t len)
 	ret = meta_write(m, (unsigned int)i, 0, false);
 	if (ret) {
 		snprintf(msg, len, "%s: writing its superblock: %s", l->spec,
-			 strerror(-ret));
+			 mirror_strerror(-ret));
 		goto out;
 	}
 	/* From here on it takes every write; what it missed is what the

@@ -161,6 +161,7 @@ bool mirror_healthy(struct mirror *m);
 bool mirror_healthy_locked(struct mirror *m);
 void mirror_event(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 double mirror_now(void);
+const char *mirror_strerror(int err);
 const char *leg_state_name(enum leg_state s);
 
 /* Bitmaps of regions */

@@ -154,7 +154,7 @@ static void promote(struct mirror *m)
 		pthread_mutex_unlock(&m->lock);
 		if (ret)
 			mirror_event("leg %u (%s) failed: %s", i, l->spec,
-				     strerror(-ret));
+				     mirror_strerror(-ret));
 		else
 			mirror_event("leg %u (%s) in sync", i, l->spec);
 		promoted |= !ret;
