@@ -18,7 +18,7 @@ static const char *command_name; /* for messages; NULL: dmio itself */
  * has a result is printed as a JSON object too, so that stdout is never
  * empty for a script that asked for JSON. */
 static bool json_errors;
-volatile sig_atomic_t interrupted;
+atomic_int interrupted;
 
 static const char general_help[] =
 	"Usage: dmio COMMAND [OPTIONS] ARGS...\n"

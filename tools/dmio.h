@@ -10,6 +10,7 @@
 
 #include <getopt.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -64,8 +65,10 @@ enum long_option {
 };
 
 /* dmio.c: messages in the name of the command being run, and options. */
-extern volatile sig_atomic_t
-	interrupted; /* the signal catch_signals() caught */
+/* The signal catch_signals() caught: atomic, not sig_atomic_t, because
+ * the handler may run on any thread that leaves the signal unblocked (a
+ * device's own thread, say) while the main thread reads it. */
+extern atomic_int interrupted;
 
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
