@@ -57,12 +57,22 @@ static void sync_wake(struct dm_sync_wait *w, unsigned long bits)
 
 void dm_client_release(struct dm_io_client *client)
 {
+	unsigned long n = atomic_load_explicit(&client->nr_requests,
+					       memory_order_relaxed);
+
+	while (n > 1)
+		if (atomic_compare_exchange_weak_explicit(
+			    &client->nr_requests, &n, n - 1,
+			    memory_order_acq_rel, memory_order_relaxed))
+			return;
+	/* What may be the last one drops the count under the lock: a
+	 * destroy waiting for the count to reach 0 would otherwise free the
+	 * client between the drop and the wake-up. */
+	pthread_mutex_lock(&client->lock);
 	if (atomic_fetch_sub_explicit(&client->nr_requests, 1,
-				      memory_order_acq_rel) == 1) {
-		pthread_mutex_lock(&client->lock);
+				      memory_order_acq_rel) == 1)
 		pthread_cond_broadcast(&client->drained);
-		pthread_mutex_unlock(&client->lock);
-	}
+	pthread_mutex_unlock(&client->lock);
 }
 
 /* @undo: the request never went out (its allocation failed half-way). */
