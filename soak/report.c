@@ -90,6 +90,34 @@ static void dump_history(uint64_t id)
 	pthread_mutex_unlock(&hist_lock);
 }
 
+/* The end of the NBD servers' log: whether an nbdkit died on its own
+ * (an assertion, say) is told there, and the log goes with cleanup(). */
+static void dump_nbdkit_log(void)
+{
+	char path[PATH_MAX + 16], buf[2048];
+	size_t n;
+	FILE *f;
+	long size;
+
+	if (!workdir[0])
+		return;
+	snprintf(path, sizeof(path), "%s/nbdkit.log", workdir);
+	f = fopen(path, "r");
+	if (!f)
+		return;
+	fseek(f, 0, SEEK_END);
+	size = ftell(f);
+	if (size > 0) {
+		fseek(f,
+		      size > (long)sizeof(buf) ? size - (long)sizeof(buf) : 0,
+		      SEEK_SET);
+		n = fread(buf, 1, sizeof(buf), f);
+		fprintf(stderr, "  the end of nbdkit's log:\n%.*s\n", (int)n,
+			buf);
+	}
+	fclose(f);
+}
+
 static _Noreturn void fail_v(uint64_t id1, uint64_t id2, const char *fmt,
 			     va_list ap)
 {
@@ -104,6 +132,7 @@ static _Noreturn void fail_v(uint64_t id1, uint64_t id2, const char *fmt,
 	fprintf(stderr, "  after %lu I/Os, %.1f s\n", atomic_load(&g.ops),
 		(double)(tl_now_ns() - t_start) / 1e9);
 	fprintf(stderr, "rerun: %s\n", rerun);
+	dump_nbdkit_log();
 	fflush(stderr);
 	cleanup();
 	_exit(atomic_load(&fail_status));
