@@ -154,6 +154,8 @@ for r in $(seq "$RUNS"); do
 	wait_sock
 	until [ "$("$DMIO" serve --status --json "$sock.ctl" 2>/dev/null |
 		jq -r .state)" = healthy ]; do
+		kill -0 "$pid" 2>/dev/null ||
+			{ echo "serve.sh: the server died during the resync" >&2; exit 1; }
 		sleep 0.02
 	done
 	t1=$(date +%s.%N)

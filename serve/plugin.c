@@ -119,7 +119,8 @@ static int dmio_after_fork(void)
 
 	started = true;
 	if (ret) {
-		nbdkit_error("cannot start the mirror: %s", mirror_strerror(-ret));
+		nbdkit_error("cannot start the mirror: %s",
+			     mirror_strerror(-ret));
 		return -1;
 	}
 	return 0;

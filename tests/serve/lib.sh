@@ -132,12 +132,9 @@ mirror() {
 	MSOCK=$T/m.sock
 	CTL=$MSOCK.ctl
 	MURI=$(uri "$MSOCK")
-	if [[ -n ${DMIO_SERVE_PRELOAD:-} ]]; then
-		LD_PRELOAD=$DMIO_SERVE_PRELOAD "$DMIO" serve --socket "$MSOCK" "$@" \
-			2>>"$T/mirror.err" &
-	else
+	# env execs dmio, which execs nbdkit: $! stays the server's pid.
+	env ${DMIO_SERVE_PRELOAD:+LD_PRELOAD="$DMIO_SERVE_PRELOAD"} \
 		"$DMIO" serve --socket "$MSOCK" "$@" 2>>"$T/mirror.err" &
-	fi
 	MPID=$!
 	pids+=("$MPID")
 	wait_socket "$MSOCK" "$MPID" || {
