@@ -119,8 +119,8 @@ static void die(const char *fmt, ...)
 	abort();
 }
 
-static void on_trace(void *ctx, enum dm_trace_event ev,
-		     const struct dm_chunk *c, int res)
+static void on_trace(void *ctx, enum dmi_trace_event ev,
+		     const struct dmi_chunk *c, int res)
 {
 	(void)ctx;
 	(void)ev;
@@ -188,7 +188,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		perror("dm_io_client_create");
 		exit(1);
 	}
-	dm_client_set_trace(client, on_trace, NULL);
+	dmi_client_set_trace(client, on_trace, NULL);
 	if (dm_io_get(64)) {
 		fprintf(stderr, "dm_io_get failed\n");
 		exit(1);

@@ -2,7 +2,7 @@
 /*
  * Devices: the public dm_bdev_* calls, and the table that finds a spec's
  * device kind by its prefix.  Each kind (local.c, nbd.c, fault.c) opens,
- * probes and closes its own devices behind struct dm_bdev_ops.
+ * probes and closes its own devices behind struct dmi_bdev_ops.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -10,10 +10,11 @@
 
 #include "device.h"
 
-#define DM_BDEV_KNOWN_FLAGS (DM_BDEV_RDONLY | DM_BDEV_DIRECT | DM_BDEV_BUFFERED)
+#define DMI_BDEV_KNOWN_FLAGS                                                   \
+	(DM_BDEV_RDONLY | DM_BDEV_DIRECT | DM_BDEV_BUFFERED)
 
 #ifdef DMIO_HAVE_NBD
-#define NBD_OPEN dm_nbd_open
+#define NBD_OPEN dmi_nbd_open
 #else
 #define NBD_OPEN no_libnbd
 static struct block_device *no_libnbd(const char *spec, unsigned int flags)
@@ -28,31 +29,31 @@ static struct block_device *no_libnbd(const char *spec, unsigned int flags)
 /*
  * The device kinds, by the prefix of their specs: the first that matches
  * opens the device, and the empty prefix, last, takes paths.  A new kind
- * is one line here, KIND(prefix, its dm_bdev_open_fn).
+ * is one line here, KIND(prefix, its dmi_bdev_open_fn).
  */
-#define DM_BDEV_KINDS(KIND)                                                    \
-	KIND("fault:", dm_fault_open)                                          \
+#define DMI_BDEV_KINDS(KIND)                                                   \
+	KIND("fault:", dmi_fault_open)                                         \
 	KIND("nbd://", NBD_OPEN)                                               \
 	KIND("nbds://", NBD_OPEN)                                              \
 	KIND("nbd+unix://", NBD_OPEN)                                          \
 	KIND("nbds+unix://", NBD_OPEN)                                         \
 	KIND("nbd+vsock://", NBD_OPEN)                                         \
 	KIND("nbds+vsock://", NBD_OPEN)                                        \
-	KIND("", dm_local_open)
+	KIND("", dmi_local_open)
 
-#define DECLARE(prefix, open) dm_bdev_open_fn open;
+#define DECLARE(prefix, open) dmi_bdev_open_fn open;
 #define ENTRY(prefix, open)   {prefix, sizeof(prefix) - 1, open},
 
-DM_BDEV_KINDS(DECLARE)
+DMI_BDEV_KINDS(DECLARE)
 
 static const struct {
 	const char *prefix;
 	size_t len;
-	dm_bdev_open_fn *open;
-} kinds[] = {DM_BDEV_KINDS(ENTRY)};
+	dmi_bdev_open_fn *open;
+} kinds[] = {DMI_BDEV_KINDS(ENTRY)};
 
-struct block_device *dm_bdev_alloc(const char *spec,
-				   const struct dm_bdev_ops *ops, void *priv)
+struct block_device *dmi_bdev_alloc(const char *spec,
+				    const struct dmi_bdev_ops *ops, void *priv)
 {
 	size_t len = strlen(spec);
 	struct block_device *bdev = calloc(1, sizeof(*bdev) + len + 1);
@@ -73,7 +74,7 @@ DMIO_EXPORT struct block_device *dm_bdev_open(const char *spec,
 {
 	size_t i;
 
-	if (!spec || (flags & ~DM_BDEV_KNOWN_FLAGS) ||
+	if (!spec || (flags & ~DMI_BDEV_KNOWN_FLAGS) ||
 	    (flags & DM_BDEV_DIRECT && flags & DM_BDEV_BUFFERED)) {
 		errno = EINVAL;
 		return NULL;
@@ -143,7 +144,7 @@ DMIO_EXPORT const char *dm_bdev_name(const struct block_device *bdev)
 DMIO_EXPORT int dm_bdev_get_info(const struct block_device *bdev,
 				 struct dm_bdev_info *info)
 {
-	const struct dm_bdev_limits *lim;
+	const struct dmi_bdev_limits *lim;
 
 	if (!bdev || !info)
 		return -EINVAL;

@@ -10,28 +10,28 @@
 
 #include "common.h"
 
-struct dm_io;
+struct dmi_io;
 
 /* what a chunk asks its backend to do */
-enum dm_chunk_op {
-	DM_CHUNK_READ,
-	DM_CHUNK_WRITE,
-	DM_CHUNK_FLUSH,	     /* fdatasync */
-	DM_CHUNK_DISCARD,    /* BLKDISCARD, or punch a hole in a file */
-	DM_CHUNK_ZEROES,     /* fallocate(ZERO_RANGE), BLKZEROOUT on devices */
-	DM_CHUNK_ZERO_WRITE, /* writes from the shared zero page */
-	DM_CHUNK_NOP,	     /* completes a request with no I/O, on the
-				completion thread like any other */
+enum dmi_chunk_op {
+	DMI_CHUNK_READ,
+	DMI_CHUNK_WRITE,
+	DMI_CHUNK_FLUSH,      /* fdatasync */
+	DMI_CHUNK_DISCARD,    /* BLKDISCARD, or punch a hole in a file */
+	DMI_CHUNK_ZEROES,     /* fallocate(ZERO_RANGE), BLKZEROOUT on devices */
+	DMI_CHUNK_ZERO_WRITE, /* writes from the shared zero page */
+	DMI_CHUNK_NOP,	      /* completes a request with no I/O, on the
+				 completion thread like any other */
 };
 
-#define DM_CHUNK_FUA	   (1u << 0) /* write durably: RWF_DSYNC */
-#define DM_CHUNK_FUA_FLUSH (1u << 1) /* FUA emulated: the flush is out */
-#define DM_CHUNK_FAILED                                                        \
+#define DMI_CHUNK_FUA	    (1u << 0) /* write durably: RWF_DSYNC */
+#define DMI_CHUNK_FUA_FLUSH (1u << 1) /* FUA emulated: the flush is out */
+#define DMI_CHUNK_FAILED                                                       \
 	(1u << 2) /* fails with be.uring.err, through the ring */
 
 /* A stretch of the buffer, planned once and shared by every region whose
  * device splits it the same way: the iovecs are not copied per region. */
-struct dm_piece {
+struct dmi_piece {
 	size_t buf_off; /* where the piece starts in the caller's buffer */
 	size_t len;
 	struct iovec *iov; /* the caller's memory */
@@ -40,18 +40,18 @@ struct dm_piece {
 };
 
 /* One submission: a piece of one region, or a data-less operation. */
-struct dm_chunk {
-	struct dm_io *io;
-	struct dm_chunk *next; /* backend queues */
-	struct dm_chunk *deps; /* issued once this one succeeds (PREFLUSH) */
+struct dmi_chunk {
+	struct dmi_io *io;
+	struct dmi_chunk *next; /* backend queues */
+	struct dmi_chunk *deps; /* issued once this one succeeds (PREFLUSH) */
 	struct block_device *bdev;
-	const struct dm_piece *piece; /* data ops only */
-	uint64_t pos;		      /* device byte offset */
+	const struct dmi_piece *piece; /* data ops only */
+	uint64_t pos;		       /* device byte offset */
 	uint64_t len;
 	uint64_t done; /* bytes already transferred */
 	unsigned int region;
-	enum dm_chunk_op op;
-	unsigned int flags;    /* DM_CHUNK_* */
+	enum dmi_chunk_op op;
+	unsigned int flags;    /* DMI_CHUNK_* */
 	unsigned int retries;  /* resubmissions that made no progress */
 	unsigned short ioprio; /* the request's, for whoever issues the I/O */
 	struct iovec tail;     /* a partly transferred segment's rest */
@@ -59,7 +59,7 @@ struct dm_chunk {
 	 * one does at a time. */
 	union {
 		struct {
-			int err; /* DM_CHUNK_FAILED: what it fails with */
+			int err; /* DMI_CHUNK_FAILED: what it fails with */
 		} uring;
 		struct {
 			int res;	   /* libnbd's result, or RES_PENDING */
@@ -73,22 +73,22 @@ struct dm_chunk {
 };
 
 /* A FIFO of chunks linked through ->next: every backend and device queue. */
-struct dm_chunk_queue {
-	struct dm_chunk *head, **tail;
+struct dmi_chunk_queue {
+	struct dmi_chunk *head, **tail;
 };
 
-static inline void dm_cq_init(struct dm_chunk_queue *q)
+static inline void dmi_cq_init(struct dmi_chunk_queue *q)
 {
 	q->head = NULL;
 	q->tail = &q->head;
 }
 
-static inline bool dm_cq_empty(const struct dm_chunk_queue *q)
+static inline bool dmi_cq_empty(const struct dmi_chunk_queue *q)
 {
 	return !q->head;
 }
 
-static inline void dm_cq_push(struct dm_chunk_queue *q, struct dm_chunk *c)
+static inline void dmi_cq_push(struct dmi_chunk_queue *q, struct dmi_chunk *c)
 {
 	c->next = NULL;
 	*q->tail = c;
@@ -96,8 +96,8 @@ static inline void dm_cq_push(struct dm_chunk_queue *q, struct dm_chunk *c)
 }
 
 /* Append a NULL-terminated list; returns how many chunks it held. */
-static inline unsigned int dm_cq_splice(struct dm_chunk_queue *q,
-					struct dm_chunk *list)
+static inline unsigned int dmi_cq_splice(struct dmi_chunk_queue *q,
+					 struct dmi_chunk *list)
 {
 	unsigned int n = 0;
 
@@ -110,20 +110,20 @@ static inline unsigned int dm_cq_splice(struct dm_chunk_queue *q,
 }
 
 /* Move all of @from to the end of @q, leaving @from empty. */
-static inline void dm_cq_move(struct dm_chunk_queue *q,
-			      struct dm_chunk_queue *from)
+static inline void dmi_cq_move(struct dmi_chunk_queue *q,
+			       struct dmi_chunk_queue *from)
 {
 	if (from->head) {
 		*q->tail = from->head;
 		q->tail = from->tail;
 	}
-	dm_cq_init(from);
+	dmi_cq_init(from);
 }
 
 /* Take the first chunk, or NULL. */
-static inline struct dm_chunk *dm_cq_pop(struct dm_chunk_queue *q)
+static inline struct dmi_chunk *dmi_cq_pop(struct dmi_chunk_queue *q)
 {
-	struct dm_chunk *c = q->head;
+	struct dmi_chunk *c = q->head;
 
 	if (c) {
 		q->head = c->next;
@@ -135,18 +135,18 @@ static inline struct dm_chunk *dm_cq_pop(struct dm_chunk_queue *q)
 }
 
 /* The iovecs for what is left of a data chunk; returns how many. */
-int dm_chunk_iov(struct dm_chunk *chunk, const struct iovec **iov);
+int dmi_chunk_iov(struct dmi_chunk *chunk, const struct iovec **iov);
 /*
  * The one way a backend or device reports @res (bytes, 0 for a data-less
  * op, or -errno) for a chunk.  The completion, and any callback it runs,
- * runs with dm_current_cb_client set to the chunk's client.  A chunk that
+ * runs with dmi_current_cb_client set to the chunk's client.  A chunk that
  * must go again (a short transfer, an interrupted call, a write-zeroes
  * turned into writes) is put on @again, for the caller to resubmit.
  */
-void dm_chunk_complete(struct dm_chunk *chunk, int res,
-		       struct dm_chunk_queue *again);
+void dmi_chunk_complete(struct dmi_chunk *chunk, int res,
+			struct dmi_chunk_queue *again);
 /* A wrapper device hands @chunk on to the device @to, which now owns it
  * and counts it in flight. */
-void dm_chunk_forward(struct dm_chunk *chunk, struct block_device *to);
+void dmi_chunk_forward(struct dmi_chunk *chunk, struct block_device *to);
 
 #endif /* DMIO_CHUNK_H */

@@ -16,7 +16,7 @@
 #include "engine.h"
 
 /* The reservation of a client made with dm_io_client_create(). */
-#define DM_CLIENT_RESERVE_PAGES 256
+#define DMI_CLIENT_RESERVE_PAGES 256
 
 /* The zero page that write-zeroes falls back to; never written. */
 static const char zero_page[DM_PAGE_SIZE] __attribute__((aligned(4096)));
@@ -47,23 +47,23 @@ static const char *uring_hint(int err)
 	}
 }
 
-static struct dm_backend *pick_backend(struct dm_io_client *client, int *err)
+static struct dmi_backend *pick_backend(struct dm_io_client *client, int *err)
 {
 	const char *want = getenv("DMIO_BACKEND");
-	struct dm_backend *be;
+	struct dmi_backend *be;
 
 	if (want && !*want)
 		want = NULL; /* set but empty: the default */
 	if (want && !strcmp(want, "threads")) {
 		snprintf(client->why, sizeof(client->why),
 			 "DMIO_BACKEND=threads");
-		return dm_threads_create(client, pool_threads(), err);
+		return dmi_threads_create(client, pool_threads(), err);
 	}
 	if (want && strcmp(want, "io_uring")) {
 		*err = -EINVAL; /* a typo must not pick a backend silently */
 		return NULL;
 	}
-	be = dm_uring_create(client, err);
+	be = dmi_uring_create(client, err);
 	if (be) {
 		snprintf(client->why, sizeof(client->why), "%s",
 			 want ? "DMIO_BACKEND=io_uring"
@@ -75,10 +75,10 @@ static struct dm_backend *pick_backend(struct dm_io_client *client, int *err)
 	snprintf(client->why, sizeof(client->why),
 		 "io_uring_setup failed with %s (%s)", strerror(-*err),
 		 uring_hint(*err));
-	return dm_threads_create(client, pool_threads(), err);
+	return dmi_threads_create(client, pool_threads(), err);
 }
 
-struct dm_io_client *dm_client_create(unsigned int reserve_pages)
+struct dm_io_client *dmi_client_create(unsigned int reserve_pages)
 {
 	struct dm_io_client *client = calloc(1, sizeof(*client));
 	unsigned int i;
@@ -86,13 +86,13 @@ struct dm_io_client *dm_client_create(unsigned int reserve_pages)
 
 	if (!client)
 		return NULL;
-	for (i = 0; i < DM_ZERO_IOV; i++) {
+	for (i = 0; i < DMI_ZERO_IOV; i++) {
 		client->zero_iov[i].iov_base = (void *)zero_page;
 		client->zero_iov[i].iov_len = DM_PAGE_SIZE;
 	}
-	if (dm_pool_init(&client->pool))
+	if (dmi_pool_init(&client->pool))
 		goto fail_free;
-	err = dm_pool_reserve(&client->pool, reserve_pages);
+	err = dmi_pool_reserve(&client->pool, reserve_pages);
 	if (err)
 		goto fail_pool;
 	err = -ENOMEM;
@@ -112,7 +112,7 @@ fail_cond:
 fail_lock:
 	pthread_mutex_destroy(&client->lock);
 fail_pool:
-	dm_pool_destroy(&client->pool);
+	dmi_pool_destroy(&client->pool);
 fail_free:
 	free(client);
 	errno = -err;
@@ -121,7 +121,7 @@ fail_free:
 
 DMIO_EXPORT struct dm_io_client *dm_io_client_create(void)
 {
-	return dm_client_create(DM_CLIENT_RESERVE_PAGES);
+	return dmi_client_create(DMI_CLIENT_RESERVE_PAGES);
 }
 
 DMIO_EXPORT const char *dm_io_client_backend(const struct dm_io_client *client,
@@ -134,17 +134,18 @@ DMIO_EXPORT const char *dm_io_client_backend(const struct dm_io_client *client,
 	return client->be->ops->name;
 }
 
-int dm_client_reserve(struct dm_io_client *client, unsigned int nr_pages)
+int dmi_client_reserve(struct dm_io_client *client, unsigned int nr_pages)
 {
-	return dm_pool_reserve(&client->pool, nr_pages);
+	return dmi_pool_reserve(&client->pool, nr_pages);
 }
 
-void dm_client_unreserve(struct dm_io_client *client, unsigned int nr_pages)
+void dmi_client_unreserve(struct dm_io_client *client, unsigned int nr_pages)
 {
-	dm_pool_unreserve(&client->pool, nr_pages);
+	dmi_pool_unreserve(&client->pool, nr_pages);
 }
 
-void dm_client_set_trace(struct dm_io_client *client, dm_trace_fn fn, void *ctx)
+void dmi_client_set_trace(struct dm_io_client *client, dmi_trace_fn fn,
+			  void *ctx)
 {
 	client->trace_ctx = ctx;
 	client->trace = fn;
@@ -163,7 +164,7 @@ static void drain_and_free(struct dm_io_client *client)
 	client->be->ops->destroy(client->be);
 	pthread_cond_destroy(&client->drained);
 	pthread_mutex_destroy(&client->lock);
-	dm_pool_destroy(&client->pool);
+	dmi_pool_destroy(&client->pool);
 	free(client);
 }
 
@@ -176,7 +177,7 @@ static void *destroyer(void *arg)
 /* Run @fn(@arg) on a detached thread: how a destroy asked from a callback
  * finishes without waiting for itself.  Should no thread be had, nothing
  * runs: a leak, never a hang. */
-void dm_run_detached(void *(*fn)(void *), void *arg)
+void dmi_run_detached(void *(*fn)(void *), void *arg)
 {
 	pthread_attr_t attr;
 	pthread_t thread;
@@ -187,27 +188,27 @@ void dm_run_detached(void *(*fn)(void *), void *arg)
 	pthread_attr_destroy(&attr);
 }
 
-void dm_client_hold(struct dm_io_client *client)
+void dmi_client_hold(struct dm_io_client *client)
 {
 	atomic_fetch_add_explicit(&client->nr_requests, 1,
 				  memory_order_relaxed);
 }
 
-void dm_client_destroy_detached(struct dm_io_client *client)
+void dmi_client_destroy_detached(struct dm_io_client *client)
 {
-	dm_run_detached(destroyer, client);
+	dmi_run_detached(destroyer, client);
 }
 
 DMIO_EXPORT void dm_io_client_destroy(struct dm_io_client *client)
 {
 	if (!client)
 		return;
-	if (dm_current_cb_client != client) {
+	if (dmi_current_cb_client != client) {
 		drain_and_free(client);
 		return;
 	}
 	/* From one of the client's own callbacks, waiting here would wait
 	 * for ourselves: a thread of its own finishes the job once this
 	 * callback and the rest of the I/O are done. */
-	dm_client_destroy_detached(client);
+	dmi_client_destroy_detached(client);
 }

@@ -19,6 +19,6 @@
 #define DMIO_EXPORT __attribute__((visibility("default")))
 /* Thread-locals of a shared library cost a __tls_get_addr call each time
  * unless they come from the static TLS block, which a few pointers may. */
-#define DM_TLS _Thread_local __attribute__((tls_model("initial-exec")))
+#define DMI_TLS _Thread_local __attribute__((tls_model("initial-exec")))
 
 #endif /* DMIO_COMMON_H */

@@ -2,7 +2,7 @@
 /*
  * For device kinds (local.c, nbd.c, fault.c): what a kind implements and
  * what the engine reads from every device.  A kind is a file of its own
- * with a dm_bdev_open_fn, a line in blkdev.c's prefix table, and a line in
+ * with a dmi_bdev_open_fn, a line in blkdev.c's prefix table, and a line in
  * meson.build.
  */
 #ifndef DMIO_DEVICE_H
@@ -12,7 +12,7 @@
 
 /* What a device kind finds out at open: the facts the engine plans every
  * request from, without system calls. */
-struct dm_bdev_limits {
+struct dmi_bdev_limits {
 	uint64_t size;		/* bytes */
 	unsigned int lbs;	/* logical block size */
 	unsigned int mem_align; /* O_DIRECT buffer alignment */
@@ -25,12 +25,12 @@ struct dm_bdev_limits {
 };
 
 /* What a device kind implements. */
-struct dm_bdev_ops {
+struct dmi_bdev_ops {
 	const char *kind; /* dm_bdev_get_info()'s name for it */
 	/* Take one chunk (->next is NULL) to a thread of the device's own,
-	 * which completes it through dm_chunk_complete().  NULL: the device
+	 * which completes it through dmi_chunk_complete().  NULL: the device
 	 * has a file descriptor and the client's backend does the I/O. */
-	void (*submit)(struct block_device *bdev, struct dm_chunk *c);
+	void (*submit)(struct block_device *bdev, struct dmi_chunk *c);
 	/* Free the device and what it holds; nothing is in flight. */
 	int (*close)(struct block_device *bdev);
 	/* dm_bdev_set_timeout(); NULL: -EOPNOTSUPP. */
@@ -44,27 +44,27 @@ struct dm_bdev_ops {
 };
 
 struct block_device {
-	const struct dm_bdev_ops *ops;
+	const struct dmi_bdev_ops *ops;
 	void *priv;	    /* the kind's own state */
 	int fd;		    /* -1 unless the client's backend does the I/O */
 	unsigned int flags; /* DM_BDEV_* as asked, RDONLY as found */
-	struct dm_bdev_limits lim; /* filled in by the opener */
-	atomic_bool no_zero_range; /* fallocate(ZERO_RANGE) said no: write */
-	atomic_uint inflight;	   /* chunks issued and not completed */
+	struct dmi_bdev_limits lim; /* filled in by the opener */
+	atomic_bool no_zero_range;  /* fallocate(ZERO_RANGE) said no: write */
+	atomic_uint inflight;	    /* chunks issued and not completed */
 	char name[];
 };
 
 /*
  * A device kind's opener, found by the prefix of the spec in blkdev.c's
  * table; returns NULL and sets errno on failure.  Declare yours with this
- * type (dm_bdev_open_fn dm_x_open;) so that the compiler checks it.
+ * type (dmi_bdev_open_fn dmi_x_open;) so that the compiler checks it.
  */
-typedef struct block_device *dm_bdev_open_fn(const char *spec,
-					     unsigned int flags);
+typedef struct block_device *dmi_bdev_open_fn(const char *spec,
+					      unsigned int flags);
 
 /* A device named @spec, with no file descriptor and nothing in flight, for
  * an opener to fill in; free() frees it. */
-struct block_device *dm_bdev_alloc(const char *spec,
-				   const struct dm_bdev_ops *ops, void *priv);
+struct block_device *dmi_bdev_alloc(const char *spec,
+				    const struct dmi_bdev_ops *ops, void *priv);
 
 #endif /* DMIO_DEVICE_H */

@@ -24,12 +24,12 @@
 /* EAGAIN/EINTR resubmissions without progress before we call it an error. */
 #define MAX_RETRIES 64
 
-DM_TLS struct dm_io_client *dm_current_cb_client;
+DMI_TLS struct dm_io_client *dmi_current_cb_client;
 
 /* ---- waking synchronous callers ---- */
 
 /* The futex word: 0 pending, 1 done, 2 the caller sleeps on it. */
-static void sync_wait(struct dm_sync_wait *w)
+static void sync_wait(struct dmi_sync_wait *w)
 {
 	unsigned int v;
 
@@ -42,7 +42,7 @@ static void sync_wait(struct dm_sync_wait *w)
 	}
 }
 
-static void sync_wake(struct dm_sync_wait *w, unsigned long bits)
+static void sync_wake(struct dmi_sync_wait *w, unsigned long bits)
 {
 	w->bits = bits;
 	/* Only a caller that went to sleep needs a system call (never the
@@ -55,7 +55,7 @@ static void sync_wake(struct dm_sync_wait *w, unsigned long bits)
 
 /* ---- completion ---- */
 
-void dm_client_release(struct dm_io_client *client)
+void dmi_client_release(struct dm_io_client *client)
 {
 	unsigned long n = atomic_load_explicit(&client->nr_requests,
 					       memory_order_relaxed);
@@ -76,11 +76,11 @@ void dm_client_release(struct dm_io_client *client)
 }
 
 /* @undo: the request never went out (its allocation failed half-way). */
-static void free_io(struct dm_io *io, bool undo)
+static void free_io(struct dmi_io *io, bool undo)
 {
-	void (*release)(struct dm_pool *, void *, size_t) =
-		undo ? dm_pool_unalloc : dm_pool_free;
-	struct dm_pool *pool = &io->client->pool;
+	void (*release)(struct dmi_pool *, void *, size_t) =
+		undo ? dmi_pool_unalloc : dmi_pool_free;
+	struct dmi_pool *pool = &io->client->pool;
 	unsigned int i;
 
 	for (i = 0; i < io->nr_pieces; i++)
@@ -90,11 +90,11 @@ static void free_io(struct dm_io *io, bool undo)
 
 /* The last chunk is done: report, free, then notify, so that the callback
  * may reuse everything (the request's memory is already back). */
-static void io_end(struct dm_io *io)
+static void io_end(struct dmi_io *io)
 {
 	struct dm_io_client *client = io->client;
 	unsigned long bits = atomic_load(&io->error_bits);
-	struct dm_sync_wait *waiter = io->waiter;
+	struct dmi_sync_wait *waiter = io->waiter;
 	io_notify_fn fn = io->fn;
 	void *context = io->context;
 	unsigned int i;
@@ -104,15 +104,15 @@ static void io_end(struct dm_io *io)
 			io->out_errors[i] = atomic_load(&io->errs[i]);
 	free_io(io, false);
 	if (waiter) {
-		dm_client_release(client);
+		dmi_client_release(client);
 		sync_wake(waiter, bits);
 		return;
 	}
 	fn(bits, context);
-	dm_client_release(client);
+	dmi_client_release(client);
 }
 
-static void region_fail(struct dm_io *io, unsigned int region, int err)
+static void region_fail(struct dmi_io *io, unsigned int region, int err)
 {
 	int none = 0;
 
@@ -122,7 +122,7 @@ static void region_fail(struct dm_io *io, unsigned int region, int err)
 
 /* Copy @src (or zeroes when NULL) into bytes [from, to) of a piece's
  * memory. */
-static void piece_fill(const struct dm_piece *p, size_t from, size_t to,
+static void piece_fill(const struct dmi_piece *p, size_t from, size_t to,
 		       const char *src)
 {
 	size_t pos = 0;
@@ -145,8 +145,8 @@ static void piece_fill(const struct dm_piece *p, size_t from, size_t to,
 	}
 }
 
-static void trace(struct dm_io_client *client, enum dm_trace_event ev,
-		  const struct dm_chunk *c, int res)
+static void trace(struct dm_io_client *client, enum dmi_trace_event ev,
+		  const struct dmi_chunk *c, int res)
 {
 	if (client->trace)
 		client->trace(client->trace_ctx, ev, c, res);
@@ -154,12 +154,12 @@ static void trace(struct dm_io_client *client, enum dm_trace_event ev,
 
 /* Hand chunks to the backend that serves them: the device's own thread
  * (fault: devices, NBD exports), or the client's backend. */
-void dm_submit(struct dm_io_client *client, struct dm_chunk *head)
+void dmi_submit(struct dm_io_client *client, struct dmi_chunk *head)
 {
-	struct dm_chunk_queue local;
-	struct dm_chunk *c, *next;
+	struct dmi_chunk_queue local;
+	struct dmi_chunk *c, *next;
 
-	dm_cq_init(&local);
+	dmi_cq_init(&local);
 
 	/* The chunks may complete, and their request, and the client be
 	 * destroyed, before the backend's submit returns: destroy waits for
@@ -167,36 +167,36 @@ void dm_submit(struct dm_io_client *client, struct dm_chunk *head)
 	atomic_fetch_add_explicit(&client->submitting, 1, memory_order_acquire);
 	for (c = head; c; c = next) {
 		next = c->next;
-		trace(client, DM_TRACE_SUBMIT, c, 0);
+		trace(client, DMI_TRACE_SUBMIT, c, 0);
 		c->next = NULL;
 		if (c->bdev && c->bdev->ops->submit)
 			c->bdev->ops->submit(c->bdev, c);
 		else
-			dm_cq_push(&local, c);
+			dmi_cq_push(&local, c);
 	}
-	if (!dm_cq_empty(&local))
+	if (!dmi_cq_empty(&local))
 		client->be->ops->submit(client->be, local.head);
 	atomic_fetch_sub_explicit(&client->submitting, 1, memory_order_release);
 }
 
-void dm_chunk_forward(struct dm_chunk *c, struct block_device *to)
+void dmi_chunk_forward(struct dmi_chunk *c, struct block_device *to)
 {
 	/* Counted below before it stops counting above, so that a close
 	 * checking from the top down always sees it. */
 	atomic_fetch_add(&to->inflight, 1);
 	atomic_fetch_sub(&c->bdev->inflight, 1);
 	c->bdev = to;
-	dm_submit(c->io->client, c);
+	dmi_submit(c->io->client, c);
 }
 
-static void chunk_end(struct dm_chunk *c, int err)
+static void chunk_end(struct dmi_chunk *c, int err)
 {
-	struct dm_io *io = c->io;
-	const struct dm_piece *p = c->piece;
-	struct dm_chunk *dep = c->deps;
+	struct dmi_io *io = c->io;
+	const struct dmi_piece *p = c->piece;
+	struct dmi_chunk *dep = c->deps;
 
-	trace(io->client, DM_TRACE_END, c, err);
-	if (c->op == DM_CHUNK_READ) {
+	trace(io->client, DMI_TRACE_END, c, err);
+	if (c->op == DMI_CHUNK_READ) {
 		if (p->bounce)
 			piece_fill(p, 0, c->done, p->bounce);
 		/* A failed read leaves zeroes, never stale bytes. */
@@ -211,10 +211,10 @@ static void chunk_end(struct dm_chunk *c, int err)
 	/* What waited for this chunk (a write after its PREFLUSH) goes now,
 	 * or fails with it: a write must not pass a flush that failed. */
 	if (dep && !err) {
-		dm_submit(io->client, dep);
+		dmi_submit(io->client, dep);
 	} else {
 		while (dep) {
-			struct dm_chunk *next = dep->next;
+			struct dmi_chunk *next = dep->next;
 
 			chunk_end(dep, err);
 			dep = next;
@@ -228,12 +228,12 @@ static void chunk_end(struct dm_chunk *c, int err)
 /* Returns true when the chunk must be submitted again (a short transfer,
  * an interrupted call, a write-zeroes turned into writes); the chunk has
  * then not ended. */
-static bool chunk_done(struct dm_chunk *c, int res)
+static bool chunk_done(struct dmi_chunk *c, int res)
 {
 	switch (c->op) {
-	case DM_CHUNK_READ:
-	case DM_CHUNK_WRITE:
-	case DM_CHUNK_ZERO_WRITE:
+	case DMI_CHUNK_READ:
+	case DMI_CHUNK_WRITE:
+	case DMI_CHUNK_ZERO_WRITE:
 		if (res > 0) {
 			c->done += (uint64_t)res;
 			c->retries = 0;
@@ -246,13 +246,13 @@ static bool chunk_done(struct dm_chunk *c, int res)
 			res = -EIO;
 		}
 		break;
-	case DM_CHUNK_ZEROES:
+	case DMI_CHUNK_ZEROES:
 		if ((res == -EOPNOTSUPP || res == -EINVAL) &&
 		    !c->bdev->lim.is_blk) {
 			/* The file system cannot zero a range: write zeroes,
 			 * and remember not to ask again. */
 			atomic_store(&c->bdev->no_zero_range, true);
-			c->op = DM_CHUNK_ZERO_WRITE;
+			c->op = DMI_CHUNK_ZERO_WRITE;
 			return true;
 		}
 		break;
@@ -269,34 +269,34 @@ static bool chunk_done(struct dm_chunk *c, int res)
 	return false;
 }
 
-void dm_chunk_complete(struct dm_chunk *c, int res,
-		       struct dm_chunk_queue *again)
+void dmi_chunk_complete(struct dmi_chunk *c, int res,
+			struct dmi_chunk_queue *again)
 {
-	struct dm_io_client *prev = dm_current_cb_client;
+	struct dm_io_client *prev = dmi_current_cb_client;
 
 	/* The callbacks this may run see their client's flag, whichever
 	 * thread runs them. */
-	dm_current_cb_client = c->io->client;
+	dmi_current_cb_client = c->io->client;
 	if (chunk_done(c, res))
-		dm_cq_push(again, c);
-	dm_current_cb_client = prev;
+		dmi_cq_push(again, c);
+	dmi_current_cb_client = prev;
 }
 
 /* The iovecs for what is left of a chunk. */
-int dm_chunk_iov(struct dm_chunk *c, const struct iovec **iovp)
+int dmi_chunk_iov(struct dmi_chunk *c, const struct iovec **iovp)
 {
-	const struct dm_piece *p = c->piece;
+	const struct dmi_piece *p = c->piece;
 	uint64_t skip = c->done;
 	unsigned int i;
 
-	if (c->op == DM_CHUNK_ZERO_WRITE) {
+	if (c->op == DMI_CHUNK_ZERO_WRITE) {
 		uint64_t left = c->len - skip;
 
 		if (left >= DM_PAGE_SIZE) {
 			*iovp = c->io->client->zero_iov;
-			return left / DM_PAGE_SIZE < DM_ZERO_IOV
+			return left / DM_PAGE_SIZE < DMI_ZERO_IOV
 				       ? (int)(left / DM_PAGE_SIZE)
-				       : DM_ZERO_IOV;
+				       : DMI_ZERO_IOV;
 		}
 		c->tail.iov_base = c->io->client->zero_iov[0].iov_base;
 		c->tail.iov_len = left;
@@ -436,7 +436,7 @@ static unsigned int shape_for(struct plan *pl, const struct io_region *r)
  * Returns 0, -EINVAL when the memory ends early or is malformed, or 1 when
  * an O_DIRECT or contiguous-only shape meets memory it has to bounce.
  */
-static int walk(struct dpages dp, struct shape *sh, struct dm_piece *pieces,
+static int walk(struct dpages dp, struct shape *sh, struct dmi_piece *pieces,
 		struct iovec *iov)
 {
 	size_t cap = sh->bounce && sh->max_bytes > BOUNCE_MAX ? BOUNCE_MAX
@@ -459,7 +459,7 @@ static int walk(struct dpages dp, struct shape *sh, struct dm_piece *pieces,
 				continue;
 			iov[np].iov_base = base + off;
 			iov[np].iov_len = plen;
-			pieces[np] = (struct dm_piece){
+			pieces[np] = (struct dmi_piece){
 				.buf_off = off,
 				.len = plen,
 				.iov = &iov[np],
@@ -506,7 +506,7 @@ static int walk(struct dpages dp, struct shape *sh, struct dm_piece *pieces,
 			dp.next(&dp, len);
 		}
 		if (pieces)
-			pieces[np] = (struct dm_piece){
+			pieces[np] = (struct dmi_piece){
 				.buf_off = off,
 				.len = plen,
 				.iov = &iov[first],
@@ -621,11 +621,11 @@ static void layout_of(const struct plan *pl, unsigned int num_regions,
 {
 	unsigned int chunks = pl->nr_chunks ? pl->nr_chunks : 1; /* or a NOP */
 
-	lo->pieces = ALIGN_UP(sizeof(struct dm_io) +
-				      chunks * sizeof(struct dm_chunk),
-			      alignof(struct dm_piece));
+	lo->pieces = ALIGN_UP(sizeof(struct dmi_io) +
+				      chunks * sizeof(struct dmi_chunk),
+			      alignof(struct dmi_piece));
 	lo->errs =
-		ALIGN_UP(lo->pieces + pl->nr_pieces * sizeof(struct dm_piece),
+		ALIGN_UP(lo->pieces + pl->nr_pieces * sizeof(struct dmi_piece),
 			 alignof(atomic_int));
 	lo->iov = ALIGN_UP(lo->errs + num_regions * sizeof(atomic_int),
 			   alignof(struct iovec));
@@ -633,11 +633,11 @@ static void layout_of(const struct plan *pl, unsigned int num_regions,
 }
 
 /* The request block and its bounce buffers, all or nothing. */
-static struct dm_io *alloc_io(struct dm_io_client *client,
-			      const struct plan *pl, const struct layout *lo,
-			      const struct dpages *dp)
+static struct dmi_io *alloc_io(struct dm_io_client *client,
+			       const struct plan *pl, const struct layout *lo,
+			       const struct dpages *dp)
 {
-	struct dm_io *io = dm_pool_alloc(&client->pool, lo->size);
+	struct dmi_io *io = dmi_pool_alloc(&client->pool, lo->size);
 	struct iovec *iov;
 	unsigned int s, p;
 
@@ -646,18 +646,18 @@ static struct dm_io *alloc_io(struct dm_io_client *client,
 	memset(io, 0, lo->size);
 	io->client = client;
 	io->alloc_size = lo->size;
-	io->pieces = (struct dm_piece *)((char *)io + lo->pieces);
+	io->pieces = (struct dmi_piece *)((char *)io + lo->pieces);
 	io->errs = (atomic_int *)((char *)io + lo->errs);
 	iov = (struct iovec *)((char *)io + lo->iov);
 	for (s = 0; s < pl->nr_shapes; s++) {
 		struct shape sh = pl->shapes[s];
-		struct dm_piece *pieces = io->pieces + sh.first_piece;
+		struct dmi_piece *pieces = io->pieces + sh.first_piece;
 
 		walk(*dp, &sh, pieces, iov);
 		iov += sh.nr_iov;
 		for (p = 0; sh.bounce && p < sh.nr_pieces; p++) {
 			pieces[p].bounce =
-				dm_pool_alloc(&client->pool, pieces[p].len);
+				dmi_pool_alloc(&client->pool, pieces[p].len);
 			io->nr_pieces = sh.first_piece + p + 1;
 			if (!pieces[p].bounce) {
 				free_io(io, true);
@@ -669,18 +669,18 @@ static struct dm_io *alloc_io(struct dm_io_client *client,
 	return io;
 }
 
-static const enum dm_chunk_op chunk_op_of[] = {
-	[DM_IO_OP_READ] = DM_CHUNK_READ,
-	[DM_IO_OP_WRITE] = DM_CHUNK_WRITE,
-	[DM_IO_OP_FLUSH] = DM_CHUNK_FLUSH,
-	[DM_IO_OP_DISCARD] = DM_CHUNK_DISCARD,
-	[DM_IO_OP_WRITE_ZEROES] = DM_CHUNK_ZEROES,
+static const enum dmi_chunk_op chunk_op_of[] = {
+	[DM_IO_OP_READ] = DMI_CHUNK_READ,
+	[DM_IO_OP_WRITE] = DMI_CHUNK_WRITE,
+	[DM_IO_OP_FLUSH] = DMI_CHUNK_FLUSH,
+	[DM_IO_OP_DISCARD] = DMI_CHUNK_DISCARD,
+	[DM_IO_OP_WRITE_ZEROES] = DMI_CHUNK_ZEROES,
 };
 
-static struct dm_chunk *new_chunk(struct dm_io *io, struct block_device *bdev,
-				  unsigned int region, enum dm_chunk_op op)
+static struct dmi_chunk *new_chunk(struct dmi_io *io, struct block_device *bdev,
+				   unsigned int region, enum dmi_chunk_op op)
 {
-	struct dm_chunk *c = &io->chunks[io->nr_chunks++];
+	struct dmi_chunk *c = &io->chunks[io->nr_chunks++];
 
 	c->io = io;
 	c->bdev = bdev;
@@ -695,20 +695,20 @@ static struct dm_chunk *new_chunk(struct dm_io *io, struct block_device *bdev,
 
 /* Make the chunks; returns the list to submit now.  A region's chunks that
  * must wait for its PREFLUSH hang off that flush instead. */
-static struct dm_chunk *build_chunks(struct dm_io *io, const struct plan *pl,
-				     const struct io_region *where)
+static struct dmi_chunk *build_chunks(struct dmi_io *io, const struct plan *pl,
+				      const struct io_region *where)
 {
-	struct dm_chunk_queue out, deps[DM_IO_MAX_REGIONS];
-	struct dm_chunk *flush[DM_IO_MAX_REGIONS], *c;
+	struct dmi_chunk_queue out, deps[DM_IO_MAX_REGIONS];
+	struct dmi_chunk *flush[DM_IO_MAX_REGIONS], *c;
 	unsigned int p, i;
 
-	dm_cq_init(&out);
+	dmi_cq_init(&out);
 	for (i = 0; i < io->nr_regions; i++) {
 		if (!pl->flush[i])
 			continue;
-		flush[i] = new_chunk(io, where[i].bdev, i, DM_CHUNK_FLUSH);
-		dm_cq_push(&out, flush[i]);
-		dm_cq_init(&deps[i]);
+		flush[i] = new_chunk(io, where[i].bdev, i, DMI_CHUNK_FLUSH);
+		dmi_cq_push(&out, flush[i]);
+		dmi_cq_init(&deps[i]);
 	}
 	/* Part-major, so that every leg of a mirror makes progress at once. */
 	for (p = 0; p < pl->max_parts; p++) {
@@ -716,13 +716,13 @@ static struct dm_chunk *build_chunks(struct dm_io *io, const struct plan *pl,
 			struct block_device *bdev = where[i].bdev;
 			uint64_t start = where[i].sector << SECTOR_SHIFT;
 			uint64_t len = where[i].count << SECTOR_SHIFT;
-			enum dm_chunk_op op = chunk_op_of[pl->op];
+			enum dmi_chunk_op op = chunk_op_of[pl->op];
 
 			if (p >= pl->parts[i])
 				continue;
-			if (op == DM_CHUNK_ZEROES &&
+			if (op == DMI_CHUNK_ZEROES &&
 			    atomic_load(&bdev->no_zero_range))
-				op = DM_CHUNK_ZERO_WRITE;
+				op = DMI_CHUNK_ZERO_WRITE;
 			c = new_chunk(io, bdev, i, op);
 			if (pl->shape_of[i] >= 0) {
 				const struct shape *sh =
@@ -738,8 +738,8 @@ static struct dm_chunk *build_chunks(struct dm_io *io, const struct plan *pl,
 						 : pl->step[i];
 			}
 			if (pl->flags & DM_IO_FUA)
-				c->flags |= DM_CHUNK_FUA;
-			dm_cq_push(pl->flush[i] ? &deps[i] : &out, c);
+				c->flags |= DMI_CHUNK_FUA;
+			dmi_cq_push(pl->flush[i] ? &deps[i] : &out, c);
 		}
 	}
 	for (i = 0; i < io->nr_regions; i++)
@@ -748,18 +748,18 @@ static struct dm_chunk *build_chunks(struct dm_io *io, const struct plan *pl,
 	if (!io->nr_chunks) {
 		/* Nothing to issue: a no-op still completes the request on
 		 * the completion thread, like any other. */
-		dm_cq_push(&out, new_chunk(io, NULL, 0, DM_CHUNK_NOP));
+		dmi_cq_push(&out, new_chunk(io, NULL, 0, DMI_CHUNK_NOP));
 	}
 	atomic_init(&io->pending, io->nr_chunks);
 	return out.head;
 }
 
-static void fill_bounces(struct dm_io *io)
+static void fill_bounces(struct dmi_io *io)
 {
 	unsigned int i;
 
 	for (i = 0; i < io->nr_pieces; i++) {
-		const struct dm_piece *p = &io->pieces[i];
+		const struct dmi_piece *p = &io->pieces[i];
 		size_t pos = 0;
 		unsigned int k;
 
@@ -776,13 +776,13 @@ static void fill_bounces(struct dm_io *io)
 DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
 		      struct io_region *where, unsigned long *sync_error_bits)
 {
-	struct dm_sync_wait waiter = {0};
+	struct dmi_sync_wait waiter = {0};
 	struct dm_io_client *client;
 	struct layout lo;
 	struct plan pl;
 	struct dpages dp = {0};
-	struct dm_chunk *head;
-	struct dm_io *io;
+	struct dmi_chunk *head;
+	struct dmi_io *io;
 	unsigned int op, i;
 	unsigned long early_bits = 0;
 	bool sync;
@@ -794,11 +794,11 @@ DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
 	client = req->client;
 	sync = !req->notify.fn;
 	op = req->bi_opf & DM_IO_OP_MASK;
-	if (sync && dm_current_cb_client)
+	if (sync && dmi_current_cb_client)
 		return -EDEADLK;
 	/* Data-less operations ignore the memory. */
 	if (op == DM_IO_OP_READ || op == DM_IO_OP_WRITE) {
-		ret = dp_init(&dp, &req->mem);
+		ret = dmi_dp_init(&dp, &req->mem);
 		if (ret)
 			return ret;
 	}
@@ -813,7 +813,7 @@ DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
 
 	layout_of(&pl, num_regions, &lo);
 	for (;;) {
-		unsigned long gen = dm_pool_gen(&client->pool);
+		unsigned long gen = dmi_pool_gen(&client->pool);
 
 		io = alloc_io(client, &pl, &lo, &dp);
 		if (io)
@@ -822,7 +822,7 @@ DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
 		 * flight to give memory back, unless we are the thread that
 		 * would have to complete it, or there is none (what we just
 		 * gave back ourselves does not count as news). */
-		if (dm_current_cb_client || dm_pool_wait(&client->pool, gen))
+		if (dmi_current_cb_client || dmi_pool_wait(&client->pool, gen))
 			return -ENOMEM;
 	}
 	io->ioprio = req->ioprio;
@@ -847,9 +847,9 @@ DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
 	 * descriptor) runs here: no thread hand-off at all. */
 	if (sync && io->nr_chunks == 1 && !io->ioprio &&
 	    (!head->bdev || !head->bdev->ops->submit))
-		dm_chunk_exec(head);
+		dmi_chunk_exec(head);
 	else
-		dm_submit(client, head);
+		dmi_submit(client, head);
 	if (!sync)
 		return 0;
 	sync_wait(&waiter);

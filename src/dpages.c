@@ -64,7 +64,7 @@ static void km_next(struct dpages *dp, size_t n)
 	dp->p.addr += n;
 }
 
-int dp_init(struct dpages *dp, const struct dm_io_memory *mem)
+int dmi_dp_init(struct dpages *dp, const struct dm_io_memory *mem)
 {
 	dp->off = 0;
 	dp->linear = false;

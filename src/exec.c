@@ -16,7 +16,7 @@
 #include "device.h"
 
 /* Bytes moved, 0 for a data-less success, or -errno. */
-static int chunk_syscall(struct dm_chunk *c)
+static int chunk_syscall(struct dmi_chunk *c)
 {
 	const struct block_device *b = c->bdev;
 	off_t off = (off_t)(c->pos + c->done);
@@ -26,27 +26,27 @@ static int chunk_syscall(struct dm_chunk *c)
 	int niov;
 
 	switch (c->op) {
-	case DM_CHUNK_READ:
-		niov = dm_chunk_iov(c, &iov);
+	case DMI_CHUNK_READ:
+		niov = dmi_chunk_iov(c, &iov);
 		ret = preadv2(b->fd, iov, niov, off, 0);
 		break;
-	case DM_CHUNK_WRITE:
-	case DM_CHUNK_ZERO_WRITE:
-		niov = dm_chunk_iov(c, &iov);
+	case DMI_CHUNK_WRITE:
+	case DMI_CHUNK_ZERO_WRITE:
+		niov = dmi_chunk_iov(c, &iov);
 		ret = pwritev2(b->fd, iov, niov, off,
-			       c->flags & DM_CHUNK_FUA ? RWF_DSYNC : 0);
+			       c->flags & DMI_CHUNK_FUA ? RWF_DSYNC : 0);
 		break;
-	case DM_CHUNK_FLUSH:
+	case DMI_CHUNK_FLUSH:
 		ret = fdatasync(b->fd);
 		break;
-	case DM_CHUNK_DISCARD:
+	case DMI_CHUNK_DISCARD:
 		ret = b->lim.is_blk ? ioctl(b->fd, BLKDISCARD, range)
 				    : fallocate(b->fd,
 						FALLOC_FL_PUNCH_HOLE |
 							FALLOC_FL_KEEP_SIZE,
 						off, (off_t)c->len);
 		break;
-	case DM_CHUNK_ZEROES:
+	case DMI_CHUNK_ZEROES:
 		ret = b->lim.is_blk ? ioctl(b->fd, BLKZEROOUT, range)
 				    : fallocate(b->fd,
 						FALLOC_FL_ZERO_RANGE |
@@ -61,12 +61,12 @@ static int chunk_syscall(struct dm_chunk *c)
 }
 
 /* Run a chunk to its end on this thread. */
-void dm_chunk_exec(struct dm_chunk *c)
+void dmi_chunk_exec(struct dmi_chunk *c)
 {
-	struct dm_chunk_queue again;
+	struct dmi_chunk_queue again;
 
-	dm_cq_init(&again);
+	dmi_cq_init(&again);
 	do
-		dm_chunk_complete(c, chunk_syscall(c), &again);
-	while ((c = dm_cq_pop(&again)));
+		dmi_chunk_complete(c, chunk_syscall(c), &again);
+	while ((c = dmi_cq_pop(&again)));
 }

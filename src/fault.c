@@ -38,7 +38,7 @@ struct rule {
 	bool drop;
 };
 
-struct dm_fault {
+struct dmi_fault {
 	struct block_device *bdev, *inner;
 	struct dm_io_client *client; /* writes what a drop rule leaves */
 	struct rule rules[MAX_RULES];
@@ -50,7 +50,7 @@ struct dm_fault {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct dm_chunk_queue queue;
+	struct dmi_chunk_queue queue;
 	bool stop;
 	bool self_close; /* closed from a callback on its own thread */
 };
@@ -131,7 +131,7 @@ static bool key_is(const char *k, size_t klen, const char *name)
 	return strlen(name) == klen && !memcmp(k, name, klen);
 }
 
-static int parse_option(struct dm_fault *f, const char *k, const char *end)
+static int parse_option(struct dmi_fault *f, const char *k, const char *end)
 {
 	const char *eq = memchr(k, '=', (size_t)(end - k));
 	struct rule *r = &f->rules[f->nr_rules];
@@ -173,15 +173,15 @@ static int parse_option(struct dm_fault *f, const char *k, const char *end)
 
 /* ---- the thread ---- */
 
-static void fault_queue(struct dm_fault *f, struct dm_chunk *c);
+static void fault_queue(struct dmi_fault *f, struct dmi_chunk *c);
 
-static bool is_write(enum dm_chunk_op op)
+static bool is_write(enum dmi_chunk_op op)
 {
-	return op != DM_CHUNK_READ && op != DM_CHUNK_NOP;
+	return op != DMI_CHUNK_READ && op != DMI_CHUNK_NOP;
 }
 
 /* The rule that catches @c, or NULL. */
-static const struct rule *match(struct dm_fault *f, const struct dm_chunk *c)
+static const struct rule *match(struct dmi_fault *f, const struct dmi_chunk *c)
 {
 	unsigned int want = is_write(c->op) ? RULE_WRITE : RULE_READ;
 	uint64_t start = c->pos + c->done, end = c->pos + c->len;
@@ -195,19 +195,19 @@ static const struct rule *match(struct dm_fault *f, const struct dm_chunk *c)
 		if (!(r->ops & want))
 			continue;
 		/* A flush has no range: only a whole-device rule takes it. */
-		if (c->op == DM_CHUNK_FLUSH ? r->end == UINT64_MAX
-					    : start < r->end && end > r->start)
+		if (c->op == DMI_CHUNK_FLUSH ? r->end == UINT64_MAX
+					     : start < r->end && end > r->start)
 			return r;
 	}
 	return NULL;
 }
 
 /* Copy @len bytes, @off bytes into what is left of a write chunk. */
-static void copy_from_chunk(struct dm_chunk *c, uint64_t off, char *dst,
+static void copy_from_chunk(struct dmi_chunk *c, uint64_t off, char *dst,
 			    uint64_t len)
 {
 	const struct iovec *iov;
-	int i, n = dm_chunk_iov(c, &iov);
+	int i, n = dmi_chunk_iov(c, &iov);
 
 	for (i = 0; i < n && len; i++) {
 		uint64_t seg = iov[i].iov_len;
@@ -227,26 +227,26 @@ static void copy_from_chunk(struct dm_chunk *c, uint64_t off, char *dst,
 }
 
 /* Write one stretch [start, end) of a chunk to the wrapped device. */
-static int write_stretch(struct dm_fault *f, struct dm_chunk *c, uint64_t start,
-			 uint64_t end)
+static int write_stretch(struct dmi_fault *f, struct dmi_chunk *c,
+			 uint64_t start, uint64_t end)
 {
 	struct io_region where = {f->inner, start >> SECTOR_SHIFT,
 				  (end - start) >> SECTOR_SHIFT};
 	struct dm_io_request req = {
-		.bi_opf = c->op == DM_CHUNK_DISCARD ? DM_IO_OP_DISCARD
-			  : c->op == DM_CHUNK_WRITE ? DM_IO_OP_WRITE
-						    : DM_IO_OP_WRITE_ZEROES,
+		.bi_opf = c->op == DMI_CHUNK_DISCARD ? DM_IO_OP_DISCARD
+			  : c->op == DMI_CHUNK_WRITE ? DM_IO_OP_WRITE
+						     : DM_IO_OP_WRITE_ZEROES,
 		.client = f->client,
 	};
 	char *buf = NULL;
 	int err = 0, ret;
 
-	if (c->op == DM_CHUNK_WRITE) {
+	if (c->op == DMI_CHUNK_WRITE) {
 		buf = malloc(end - start);
 		if (!buf)
 			return -ENOMEM;
 		copy_from_chunk(c, start - c->pos - c->done, buf, end - start);
-		req.bi_opf |= c->flags & DM_CHUNK_FUA ? DM_IO_FUA : 0;
+		req.bi_opf |= c->flags & DMI_CHUNK_FUA ? DM_IO_FUA : 0;
 		req.mem = (struct dm_io_memory){.type = DM_IO_KMEM,
 						.ptr.addr = buf};
 	}
@@ -261,13 +261,13 @@ static int write_stretch(struct dm_fault *f, struct dm_chunk *c, uint64_t start,
  * or the device would lose data nobody asked it to.  Written through a
  * client of the device's own, before the chunk is reported done.
  */
-static int write_outside(struct dm_fault *f, struct dm_chunk *c,
+static int write_outside(struct dmi_fault *f, struct dmi_chunk *c,
 			 const struct rule *r)
 {
 	uint64_t a = c->pos + c->done, b = c->pos + c->len;
 	int err = 0;
 
-	if (c->op == DM_CHUNK_FLUSH || (r->start <= a && r->end >= b))
+	if (c->op == DMI_CHUNK_FLUSH || (r->start <= a && r->end >= b))
 		return 0;
 	if (!f->client && !(f->client = dm_io_client_create()))
 		return -errno;
@@ -278,14 +278,14 @@ static int write_outside(struct dm_fault *f, struct dm_chunk *c,
 	return err;
 }
 
-static void handle(struct dm_fault *f, struct dm_chunk *c)
+static void handle(struct dmi_fault *f, struct dmi_chunk *c)
 {
 	const struct rule *r = match(f, c);
-	struct dm_chunk_queue again;
+	struct dmi_chunk_queue again;
 	int res;
 
 	if (!r) {
-		dm_chunk_forward(c, f->inner);
+		dmi_chunk_forward(c, f->inner);
 		return;
 	}
 	res = -f->err;
@@ -293,25 +293,25 @@ static void handle(struct dm_fault *f, struct dm_chunk *c)
 		res = write_outside(f, c, r);
 		/* Data ops report their bytes; data-less ones 0. */
 		if (!res &&
-		    (c->op == DM_CHUNK_WRITE || c->op == DM_CHUNK_ZERO_WRITE))
+		    (c->op == DMI_CHUNK_WRITE || c->op == DMI_CHUNK_ZERO_WRITE))
 			res = (int)(c->len - c->done);
 	}
-	dm_cq_init(&again);
-	dm_chunk_complete(c, res, &again);
-	c = dm_cq_pop(&again);
+	dmi_cq_init(&again);
+	dmi_chunk_complete(c, res, &again);
+	c = dmi_cq_pop(&again);
 	if (c)
 		fault_queue(f, c); /* once more through the rules */
 }
 
-static int free_fault(struct dm_fault *f);
+static int free_fault(struct dmi_fault *f);
 
 static void *fault_thread(void *arg)
 {
-	struct dm_fault *f = arg;
+	struct dmi_fault *f = arg;
 
 	pthread_mutex_lock(&f->lock);
 	for (;;) {
-		struct dm_chunk *c = f->queue.head;
+		struct dmi_chunk *c = f->queue.head;
 		uint64_t now;
 
 		if (!c) {
@@ -326,13 +326,13 @@ static void *fault_thread(void *arg)
 			struct timespec ts;
 
 			/* The condition variable runs on the monotonic clock
-			 * (see dm_fault_open), like the arrival time. */
+			 * (see dmi_fault_open), like the arrival time. */
 			ts.tv_sec = (time_t)(due / 1000000000u);
 			ts.tv_nsec = (long)(due % 1000000000u);
 			pthread_cond_timedwait(&f->cond, &f->lock, &ts);
 			continue;
 		}
-		dm_cq_pop(&f->queue);
+		dmi_cq_pop(&f->queue);
 		pthread_mutex_unlock(&f->lock);
 		handle(f, c);
 		pthread_mutex_lock(&f->lock);
@@ -349,17 +349,17 @@ static void *fault_thread(void *arg)
 	return NULL;
 }
 
-static void fault_queue(struct dm_fault *f, struct dm_chunk *c)
+static void fault_queue(struct dmi_fault *f, struct dmi_chunk *c)
 {
 	c->be.fault.arrival = now_ns();
 	pthread_mutex_lock(&f->lock);
-	dm_cq_push(&f->queue, c);
+	dmi_cq_push(&f->queue, c);
 	pthread_cond_signal(&f->cond);
 	pthread_mutex_unlock(&f->lock);
 }
 
 /* The device's submit hook: every chunk goes through the thread first. */
-static void fault_submit(struct block_device *bdev, struct dm_chunk *c)
+static void fault_submit(struct block_device *bdev, struct dmi_chunk *c)
 {
 	fault_queue(bdev->priv, c);
 }
@@ -370,19 +370,19 @@ static int fault_close(struct block_device *bdev);
 
 static struct block_device *fault_inner(const struct block_device *bdev)
 {
-	const struct dm_fault *f = bdev->priv;
+	const struct dmi_fault *f = bdev->priv;
 
 	return f->inner;
 }
 
 static int fault_set_timeout(struct block_device *bdev, unsigned int ms)
 {
-	struct dm_fault *f = bdev->priv;
+	struct dmi_fault *f = bdev->priv;
 
 	return dm_bdev_set_timeout(f->inner, ms);
 }
 
-static const struct dm_bdev_ops fault_ops = {
+static const struct dmi_bdev_ops fault_ops = {
 	.kind = "fault",
 	.submit = fault_submit,
 	.close = fault_close,
@@ -390,7 +390,7 @@ static const struct dm_bdev_ops fault_ops = {
 	.inner = fault_inner,
 };
 
-static int free_fault(struct dm_fault *f)
+static int free_fault(struct dmi_fault *f)
 {
 	int ret;
 
@@ -403,14 +403,14 @@ static int free_fault(struct dm_fault *f)
 	return ret;
 }
 
-dm_bdev_open_fn dm_fault_open;
+dmi_bdev_open_fn dmi_fault_open;
 
-struct block_device *dm_fault_open(const char *spec, unsigned int flags)
+struct block_device *dmi_fault_open(const char *spec, unsigned int flags)
 {
 	const char *opts = spec + strlen("fault:"), *sep = strchr(opts, ':');
 	struct block_device *bdev = NULL;
 	pthread_condattr_t attr;
-	struct dm_fault *f;
+	struct dmi_fault *f;
 	const char *k;
 	int err = -EINVAL;
 
@@ -418,7 +418,7 @@ struct block_device *dm_fault_open(const char *spec, unsigned int flags)
 	if (!f)
 		return NULL;
 	f->err = EIO;
-	dm_cq_init(&f->queue);
+	dmi_cq_init(&f->queue);
 	atomic_init(&f->seen, 0);
 	for (k = opts; sep && k < sep;) {
 		const char *end = memchr(k, ',', (size_t)(sep - k));
@@ -438,7 +438,7 @@ struct block_device *dm_fault_open(const char *spec, unsigned int flags)
 		err = -errno;
 		goto fail;
 	}
-	bdev = dm_bdev_alloc(spec, &fault_ops, f);
+	bdev = dmi_bdev_alloc(spec, &fault_ops, f);
 	err = -ENOMEM;
 	if (!bdev)
 		goto fail_inner;
@@ -472,7 +472,7 @@ fail:
 /* dm_bdev_close() has found no I/O in flight on this level or below. */
 static int fault_close(struct block_device *bdev)
 {
-	struct dm_fault *f = bdev->priv;
+	struct dmi_fault *f = bdev->priv;
 
 	pthread_mutex_lock(&f->lock);
 	if (pthread_equal(pthread_self(), f->thread)) {

@@ -85,7 +85,7 @@ struct dm_kcopyd_client {
 	struct sub_job subs[];
 };
 
-static DM_TLS struct dm_kcopyd_client *current_kc;
+static DMI_TLS struct dm_kcopyd_client *current_kc;
 
 /* ---- ending sub-jobs and jobs (the client's lock held) ---- */
 
@@ -666,5 +666,5 @@ DMIO_EXPORT void dm_kcopyd_client_destroy(struct dm_kcopyd_client *kc)
 	}
 	/* From one of its own callbacks: finish on a thread of its own once
 	 * this callback has returned. */
-	dm_run_detached(destroy_client, kc);
+	dmi_run_detached(destroy_client, kc);
 }

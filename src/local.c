@@ -17,9 +17,9 @@
 
 #include "device.h"
 
-#define DM_FILE_MAX_BYTES (1u << 20)
+#define DMI_FILE_MAX_BYTES (1u << 20)
 /* Data-less operations are cut at 1 GiB to bound how long one call runs. */
-#define DM_DATALESS_MAX (1ull << 30)
+#define DMI_DATALESS_MAX (1ull << 30)
 
 static unsigned long long read_sysfs_ull(dev_t rdev, const char *attr)
 {
@@ -53,12 +53,12 @@ static void dio_align(int fd, unsigned int *mem, unsigned int *offset)
 
 static uint64_t clamp_dataless(unsigned long long bytes)
 {
-	return bytes > DM_DATALESS_MAX ? DM_DATALESS_MAX : bytes;
+	return bytes > DMI_DATALESS_MAX ? DMI_DATALESS_MAX : bytes;
 }
 
 static int probe_blk(struct block_device *bdev, dev_t rdev)
 {
-	struct dm_bdev_limits *lim = &bdev->lim;
+	struct dmi_bdev_limits *lim = &bdev->lim;
 	unsigned long long kb, wz;
 	uint64_t size;
 	int lbs, ro = 0;
@@ -74,7 +74,7 @@ static int probe_blk(struct block_device *bdev, dev_t rdev)
 		bdev->flags |= DM_BDEV_RDONLY;
 	kb = read_sysfs_ull(rdev, "max_sectors_kb");
 	lim->max_bytes = kb ? (uint32_t)(kb > 4096 ? 4096 : kb) << 10
-			    : DM_FILE_MAX_BYTES;
+			    : DMI_FILE_MAX_BYTES;
 	/* No discard limit means no discard; without a write-zeroes limit
 	 * the kernel still zeroes, by writing. */
 	lim->discard_max =
@@ -110,23 +110,23 @@ static int local_close(struct block_device *bdev)
 	return ret;
 }
 
-static const struct dm_bdev_ops file_ops = {
+static const struct dmi_bdev_ops file_ops = {
 	.kind = "file",
 	.close = local_close,
 	.same = local_same,
 };
 
-static const struct dm_bdev_ops blk_ops = {
+static const struct dmi_bdev_ops blk_ops = {
 	.kind = "block device",
 	.close = local_close,
 	.same = local_same,
 };
 
-dm_bdev_open_fn dm_local_open;
+dmi_bdev_open_fn dmi_local_open;
 
-struct block_device *dm_local_open(const char *spec, unsigned int flags)
+struct block_device *dmi_local_open(const char *spec, unsigned int flags)
 {
-	struct dm_bdev_limits *lim;
+	struct dmi_bdev_limits *lim;
 	struct block_device *bdev;
 	struct local_id *id;
 	struct stat st;
@@ -148,7 +148,7 @@ struct block_device *dm_local_open(const char *spec, unsigned int flags)
 
 	is_blk = S_ISBLK(st.st_mode);
 	id = calloc(1, sizeof(*id));
-	bdev = id ? dm_bdev_alloc(spec, is_blk ? &blk_ops : &file_ops, id)
+	bdev = id ? dmi_bdev_alloc(spec, is_blk ? &blk_ops : &file_ops, id)
 		  : NULL;
 	if (!bdev) {
 		free(id);
@@ -182,9 +182,9 @@ struct block_device *dm_local_open(const char *spec, unsigned int flags)
 	} else {
 		lim->size = (uint64_t)st.st_size;
 		lim->lbs = 512;
-		lim->max_bytes = DM_FILE_MAX_BYTES;
-		lim->discard_max = DM_DATALESS_MAX;
-		lim->zeroes_max = DM_DATALESS_MAX;
+		lim->max_bytes = DMI_FILE_MAX_BYTES;
+		lim->discard_max = DMI_DATALESS_MAX;
+		lim->zeroes_max = DMI_DATALESS_MAX;
 	}
 
 	lim->mem_align = 1;

@@ -33,13 +33,13 @@
 #define NBD_DEFAULT_TIMEOUT_MS 5000
 #define RES_PENDING	       INT_MIN /* libnbd never reached the completion */
 
-struct dm_nbd {
+struct dmi_nbd {
 	struct block_device *bdev;
 	pthread_t thread;
 	int efd; /* wakes the thread: work queued, or stop */
 	pthread_mutex_t lock;
-	struct dm_chunk_queue queue; /* under lock */
-	bool stop;		     /* under lock */
+	struct dmi_chunk_queue queue; /* under lock */
+	bool stop;		      /* under lock */
 	bool self_close;	/* closed from a callback on its own thread */
 	atomic_int dead;	/* what killed the export */
 	atomic_uint timeout_ms; /* 0: wait for ever */
@@ -49,8 +49,8 @@ struct dm_nbd {
 	struct nbd_handle *h[NBD_MAX_CONN];
 	unsigned int inflight[NBD_MAX_CONN];
 	unsigned int nconn, total_inflight;
-	struct dm_chunk_queue backlog; /* not issued yet */
-	struct dm_chunk_queue done;    /* handed back by libnbd */
+	struct dmi_chunk_queue backlog; /* not issued yet */
+	struct dmi_chunk_queue done;	/* handed back by libnbd */
 	uint64_t last_progress_ns;
 	char *uri; /* libnbd's normal form of the export's URI, or NULL */
 };
@@ -67,7 +67,7 @@ static uint64_t now_ns(void)
 
 static int cmd_complete(void *user_data, int *error)
 {
-	struct dm_chunk *c = user_data;
+	struct dmi_chunk *c = user_data;
 
 	c->be.nbd.res = *error ? -*error : 0;
 	return 1; /* retire the command */
@@ -75,16 +75,16 @@ static int cmd_complete(void *user_data, int *error)
 
 static void cmd_free(void *user_data)
 {
-	struct dm_chunk *c = user_data;
-	struct dm_nbd *n = c->bdev->priv;
+	struct dmi_chunk *c = user_data;
+	struct dmi_nbd *n = c->bdev->priv;
 
-	dm_cq_push(&n->done, c);
+	dmi_cq_push(&n->done, c);
 }
 
 /* ---- issuing ---- */
 
 /* The connection with the most room, or -1 when all are full. */
-static int pick_conn(const struct dm_nbd *n)
+static int pick_conn(const struct dmi_nbd *n)
 {
 	unsigned int i, best = 0;
 
@@ -95,8 +95,8 @@ static int pick_conn(const struct dm_nbd *n)
 								: -1;
 }
 
-static int64_t issue_cmd(struct dm_nbd *n, struct nbd_handle *h,
-			 struct dm_chunk *c)
+static int64_t issue_cmd(struct dmi_nbd *n, struct nbd_handle *h,
+			 struct dmi_chunk *c)
 {
 	nbd_completion_callback cb = {
 		.callback = cmd_complete, .user_data = c, .free = cmd_free};
@@ -104,29 +104,29 @@ static int64_t issue_cmd(struct dm_nbd *n, struct nbd_handle *h,
 	const struct iovec *iov;
 
 	switch (c->op) {
-	case DM_CHUNK_READ:
-	case DM_CHUNK_WRITE:
+	case DMI_CHUNK_READ:
+	case DMI_CHUNK_WRITE:
 		/* Planned contiguous: one segment, or a bounce buffer. */
-		dm_chunk_iov(c, &iov);
+		dmi_chunk_iov(c, &iov);
 		c->be.nbd.len = (unsigned int)iov->iov_len;
-		if (c->op == DM_CHUNK_READ)
+		if (c->op == DMI_CHUNK_READ)
 			return nbd_aio_pread(h, iov->iov_base, iov->iov_len,
 					     off, cb, 0);
 		return nbd_aio_pwrite(h, iov->iov_base, iov->iov_len, off, cb,
-				      c->flags & DM_CHUNK_FUA && n->can_fua
+				      c->flags & DMI_CHUNK_FUA && n->can_fua
 					      ? LIBNBD_CMD_FLAG_FUA
 					      : 0);
-	case DM_CHUNK_ZERO_WRITE:
+	case DMI_CHUNK_ZERO_WRITE:
 		c->be.nbd.len = c->len - c->done < NBD_ZERO_BUF
 					? (unsigned int)(c->len - c->done)
 					: NBD_ZERO_BUF;
 		return nbd_aio_pwrite(h, n->zero_buf, c->be.nbd.len, off, cb,
 				      0);
-	case DM_CHUNK_FLUSH:
+	case DMI_CHUNK_FLUSH:
 		return nbd_aio_flush(h, cb, 0);
-	case DM_CHUNK_DISCARD:
+	case DMI_CHUNK_DISCARD:
 		return nbd_aio_trim(h, c->len, c->pos, cb, 0);
-	case DM_CHUNK_ZEROES:
+	case DMI_CHUNK_ZEROES:
 		return nbd_aio_zero(h, c->len, c->pos, cb, 0);
 	default: /* no-ops never name a device */
 		c->be.nbd.res = 0;
@@ -135,7 +135,7 @@ static int64_t issue_cmd(struct dm_nbd *n, struct nbd_handle *h,
 	}
 }
 
-static void issue(struct dm_nbd *n, struct dm_chunk *c, int conn)
+static void issue(struct dmi_nbd *n, struct dmi_chunk *c, int conn)
 {
 	c->be.nbd.res = RES_PENDING;
 	c->be.nbd.conn = (unsigned int)conn;
@@ -143,7 +143,7 @@ static void issue(struct dm_nbd *n, struct dm_chunk *c, int conn)
 	n->total_inflight++;
 	/* A server without a flush command has no volatile cache: its
 	 * writes are durable when acknowledged, so there is nothing to do. */
-	if (c->op == DM_CHUNK_FLUSH && !n->can_flush) {
+	if (c->op == DMI_CHUNK_FLUSH && !n->can_flush) {
 		c->be.nbd.res = 0;
 		cmd_free(c);
 		return;
@@ -161,24 +161,24 @@ static void issue(struct dm_nbd *n, struct dm_chunk *c, int conn)
 	}
 }
 
-static void fail_now(struct dm_nbd *n, struct dm_chunk *c, int err)
+static void fail_now(struct dmi_nbd *n, struct dmi_chunk *c, int err)
 {
 	c->be.nbd.res = err;
 	c->be.nbd.conn = UINT_MAX; /* never issued */
-	dm_cq_push(&n->done, c);
+	dmi_cq_push(&n->done, c);
 }
 
-static void issue_backlog(struct dm_nbd *n)
+static void issue_backlog(struct dmi_nbd *n)
 {
 	int dead = atomic_load(&n->dead);
 
-	while (!dm_cq_empty(&n->backlog)) {
+	while (!dmi_cq_empty(&n->backlog)) {
 		int conn = dead ? -1 : pick_conn(n);
-		struct dm_chunk *c;
+		struct dmi_chunk *c;
 
 		if (!dead && conn < 0)
 			break;
-		c = dm_cq_pop(&n->backlog);
+		c = dmi_cq_pop(&n->backlog);
 		if (dead)
 			fail_now(n, c, dead);
 		else
@@ -188,7 +188,7 @@ static void issue_backlog(struct dm_nbd *n)
 
 /* The export is gone: close every connection, which hands back all that
  * was in flight; the rest fails as it comes. */
-static void kill_export(struct dm_nbd *n, int err)
+static void kill_export(struct dmi_nbd *n, int err)
 {
 	unsigned int i;
 	int none = 0;
@@ -214,11 +214,11 @@ static int connection_errno(int err)
 	return err;
 }
 
-static void finish_done(struct dm_nbd *n)
+static void finish_done(struct dmi_nbd *n)
 {
-	struct dm_chunk *c;
+	struct dmi_chunk *c;
 
-	while ((c = dm_cq_pop(&n->done))) {
+	while ((c = dmi_cq_pop(&n->done))) {
 		int res = c->be.nbd.res;
 
 		if (c->be.nbd.conn != UINT_MAX) {
@@ -231,42 +231,42 @@ static void finish_done(struct dm_nbd *n)
 						    : -EIO;
 		res = connection_errno(res);
 
-		if (c->flags & DM_CHUNK_FUA_FLUSH) {
+		if (c->flags & DMI_CHUNK_FUA_FLUSH) {
 			/* The flush behind an emulated FUA write is done: the
 			 * write completes now. */
-			c->flags &= ~DM_CHUNK_FUA_FLUSH;
-			c->op = DM_CHUNK_WRITE;
+			c->flags &= ~DMI_CHUNK_FUA_FLUSH;
+			c->op = DMI_CHUNK_WRITE;
 			if (!res)
 				res = (int)c->be.nbd.len;
-		} else if (!res &&
-			   (c->op == DM_CHUNK_READ || c->op == DM_CHUNK_WRITE ||
-			    c->op == DM_CHUNK_ZERO_WRITE)) {
+		} else if (!res && (c->op == DMI_CHUNK_READ ||
+				    c->op == DMI_CHUNK_WRITE ||
+				    c->op == DMI_CHUNK_ZERO_WRITE)) {
 			res = (int)c->be.nbd.len;
-			if (c->op == DM_CHUNK_WRITE &&
-			    c->flags & DM_CHUNK_FUA && !n->can_fua &&
+			if (c->op == DMI_CHUNK_WRITE &&
+			    c->flags & DMI_CHUNK_FUA && !n->can_fua &&
 			    n->can_flush) {
-				c->flags |= DM_CHUNK_FUA_FLUSH;
-				c->op = DM_CHUNK_FLUSH;
-				dm_cq_push(&n->backlog, c);
+				c->flags |= DMI_CHUNK_FUA_FLUSH;
+				c->op = DMI_CHUNK_FLUSH;
+				dmi_cq_push(&n->backlog, c);
 				continue;
 			}
 		}
 
-		dm_chunk_complete(c, res, &n->backlog);
+		dmi_chunk_complete(c, res, &n->backlog);
 	}
 }
 
 /* ---- the thread ---- */
 
-static void take_queue(struct dm_nbd *n, bool *stop)
+static void take_queue(struct dmi_nbd *n, bool *stop)
 {
 	pthread_mutex_lock(&n->lock);
-	dm_cq_move(&n->backlog, &n->queue);
+	dmi_cq_move(&n->backlog, &n->queue);
 	*stop = n->stop;
 	pthread_mutex_unlock(&n->lock);
 }
 
-static int poll_timeout(const struct dm_nbd *n)
+static int poll_timeout(const struct dmi_nbd *n)
 {
 	unsigned int ms = atomic_load(&n->timeout_ms);
 	uint64_t waited;
@@ -277,11 +277,11 @@ static int poll_timeout(const struct dm_nbd *n)
 	return waited >= ms ? 0 : (int)(ms - waited);
 }
 
-static void free_nbd(struct dm_nbd *n);
+static void free_nbd(struct dmi_nbd *n);
 
 static void *nbd_thread(void *arg)
 {
-	struct dm_nbd *n = arg;
+	struct dmi_nbd *n = arg;
 
 	for (;;) {
 		struct pollfd pfd[NBD_MAX_CONN + 1];
@@ -309,10 +309,10 @@ static void *nbd_thread(void *arg)
 			free(bdev);
 			return NULL;
 		}
-		if (!dm_cq_empty(&n->done) ||
-		    (!dm_cq_empty(&n->backlog) && pick_conn(n) >= 0))
+		if (!dmi_cq_empty(&n->done) ||
+		    (!dmi_cq_empty(&n->backlog) && pick_conn(n) >= 0))
 			continue;
-		if (stop && !n->total_inflight && dm_cq_empty(&n->backlog))
+		if (stop && !n->total_inflight && dmi_cq_empty(&n->backlog))
 			break;
 
 		pfd[0] = (struct pollfd){.fd = n->efd, .events = POLLIN};
@@ -356,16 +356,16 @@ static void *nbd_thread(void *arg)
 }
 
 /* The device's submit hook: queue a chunk for the export's thread. */
-static void nbd_submit(struct block_device *bdev, struct dm_chunk *head)
+static void nbd_submit(struct block_device *bdev, struct dmi_chunk *head)
 {
-	struct dm_nbd *n = bdev->priv;
+	struct dmi_nbd *n = bdev->priv;
 	uint64_t one = 1;
 
 	/* Woken under the lock: once the chunks are queued they may
 	 * complete and the export be closed from their callback, so nothing
 	 * here may touch it after unlocking. */
 	pthread_mutex_lock(&n->lock);
-	dm_cq_splice(&n->queue, head);
+	dmi_cq_splice(&n->queue, head);
 	if (write(n->efd, &one, sizeof(one)) < 0)
 		one = 0; /* the counter is saturated: the thread is awake */
 	pthread_mutex_unlock(&n->lock);
@@ -373,7 +373,7 @@ static void nbd_submit(struct block_device *bdev, struct dm_chunk *head)
 
 static int export_set_timeout(struct block_device *bdev, unsigned int ms)
 {
-	struct dm_nbd *n = bdev->priv;
+	struct dmi_nbd *n = bdev->priv;
 	uint64_t one = 1;
 
 	atomic_store(&n->timeout_ms, ms);
@@ -430,8 +430,8 @@ static uint32_t pow2_floor(uint64_t v)
 
 static void probe(struct block_device *bdev, struct nbd_handle *h)
 {
-	struct dm_nbd *n = bdev->priv;
-	struct dm_bdev_limits *lim = &bdev->lim;
+	struct dmi_nbd *n = bdev->priv;
+	struct dmi_bdev_limits *lim = &bdev->lim;
 	int64_t min = nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM);
 	int64_t max = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
 
@@ -470,7 +470,7 @@ static void disconnect(struct nbd_handle *h)
 	}
 }
 
-static void free_nbd(struct dm_nbd *n)
+static void free_nbd(struct dmi_nbd *n)
 {
 	unsigned int i;
 
@@ -492,7 +492,7 @@ static int export_close(struct block_device *bdev);
 /* What the export is: two URIs spelt differently may name the same. */
 static const char *export_uri(const struct block_device *bdev)
 {
-	const struct dm_nbd *n = bdev->priv;
+	const struct dmi_nbd *n = bdev->priv;
 
 	return n->uri ? n->uri : bdev->name;
 }
@@ -503,7 +503,7 @@ static bool export_same(const struct block_device *a,
 	return !strcmp(export_uri(a), export_uri(b));
 }
 
-static const struct dm_bdev_ops nbd_ops = {
+static const struct dmi_bdev_ops nbd_ops = {
 	.kind = "nbd",
 	.submit = nbd_submit,
 	.close = export_close,
@@ -511,12 +511,12 @@ static const struct dm_bdev_ops nbd_ops = {
 	.same = export_same,
 };
 
-dm_bdev_open_fn dm_nbd_open;
+dmi_bdev_open_fn dmi_nbd_open;
 
-struct block_device *dm_nbd_open(const char *uri, unsigned int flags)
+struct block_device *dmi_nbd_open(const char *uri, unsigned int flags)
 {
-	struct dm_nbd *n = calloc(1, sizeof(*n));
-	struct block_device *bdev = dm_bdev_alloc(uri, &nbd_ops, n);
+	struct dmi_nbd *n = calloc(1, sizeof(*n));
+	struct block_device *bdev = dmi_bdev_alloc(uri, &nbd_ops, n);
 	unsigned int want, i;
 	int err = -ENOMEM;
 
@@ -525,9 +525,9 @@ struct block_device *dm_nbd_open(const char *uri, unsigned int flags)
 	bdev->flags = flags & DM_BDEV_RDONLY;
 	bdev->lim.contig = true; /* libnbd takes one buffer per command */
 	n->bdev = bdev;
-	dm_cq_init(&n->queue);
-	dm_cq_init(&n->backlog);
-	dm_cq_init(&n->done);
+	dmi_cq_init(&n->queue);
+	dmi_cq_init(&n->backlog);
+	dmi_cq_init(&n->done);
 	n->efd = -1;
 	atomic_init(&n->timeout_ms, NBD_DEFAULT_TIMEOUT_MS);
 	atomic_init(&n->dead, 0);
@@ -573,7 +573,7 @@ fail:
 
 static int export_close(struct block_device *bdev)
 {
-	struct dm_nbd *n = bdev->priv;
+	struct dmi_nbd *n = bdev->priv;
 	uint64_t one = 1;
 
 	if (pthread_equal(pthread_self(), n->thread)) {

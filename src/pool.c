@@ -34,8 +34,8 @@ struct free_block {
 	struct free_block *next, *prev;
 };
 
-struct dm_arena {
-	struct dm_arena *next;
+struct dmi_arena {
+	struct dmi_arena *next;
 	unsigned long pages; /* the reservation it was mapped for */
 	unsigned long used;  /* blocks handed out */
 	char *base;
@@ -58,7 +58,7 @@ static unsigned int order_of(size_t size)
 	return order;
 }
 
-static void push(struct dm_arena *a, char *blk, unsigned int order)
+static void push(struct dmi_arena *a, char *blk, unsigned int order)
 {
 	struct free_block *fb = (struct free_block *)blk;
 
@@ -70,7 +70,7 @@ static void push(struct dm_arena *a, char *blk, unsigned int order)
 	a->tag[(size_t)(blk - a->base) >> MIN_ORDER] = (uint8_t)(order + 1);
 }
 
-static void unlink_block(struct dm_arena *a, char *blk, unsigned int order)
+static void unlink_block(struct dmi_arena *a, char *blk, unsigned int order)
 {
 	struct free_block *fb = (struct free_block *)blk;
 
@@ -83,7 +83,7 @@ static void unlink_block(struct dm_arena *a, char *blk, unsigned int order)
 	a->tag[(size_t)(blk - a->base) >> MIN_ORDER] = 0;
 }
 
-static void *arena_alloc(struct dm_arena *a, unsigned int order)
+static void *arena_alloc(struct dmi_arena *a, unsigned int order)
 {
 	unsigned int k = order;
 	char *blk;
@@ -102,7 +102,7 @@ static void *arena_alloc(struct dm_arena *a, unsigned int order)
 	return blk;
 }
 
-static void arena_free(struct dm_arena *a, char *blk, unsigned int order)
+static void arena_free(struct dmi_arena *a, char *blk, unsigned int order)
 {
 	size_t off = (size_t)(blk - a->base);
 
@@ -120,11 +120,11 @@ static void arena_free(struct dm_arena *a, char *blk, unsigned int order)
 	push(a, a->base + off, order);
 }
 
-static struct dm_arena *arena_create(unsigned long pages)
+static struct dmi_arena *arena_create(unsigned long pages)
 {
 	size_t want = pages * ARENA_BYTES_PER_PAGE;
 	unsigned int top = order_of(want);
-	struct dm_arena *a;
+	struct dmi_arena *a;
 	size_t blk, off;
 
 	if (top > MAX_ORDER)
@@ -151,14 +151,14 @@ static struct dm_arena *arena_create(unsigned long pages)
 	return a;
 }
 
-static void arena_destroy(struct dm_arena *a)
+static void arena_destroy(struct dmi_arena *a)
 {
 	munmap(a->base, a->size);
 	free(a->tag);
 	free(a);
 }
 
-int dm_pool_init(struct dm_pool *pool)
+int dmi_pool_init(struct dmi_pool *pool)
 {
 	memset(pool, 0, sizeof(*pool));
 	atomic_init(&pool->gen, 0);
@@ -178,10 +178,10 @@ int dm_pool_init(struct dm_pool *pool)
 	return 0;
 }
 
-void dm_pool_destroy(struct dm_pool *pool)
+void dmi_pool_destroy(struct dmi_pool *pool)
 {
 	while (pool->arenas) {
-		struct dm_arena *a = pool->arenas;
+		struct dmi_arena *a = pool->arenas;
 
 		pool->arenas = a->next;
 		arena_destroy(a);
@@ -195,7 +195,7 @@ void dm_pool_destroy(struct dm_pool *pool)
  * it was held by I/O in flight, so a waiter should try again; a request
  * that gives back its own half-made allocation is no news, but waiters
  * must still look whether anything is left in flight at all. */
-static void pool_returned(struct dm_pool *pool, bool news)
+static void pool_returned(struct dmi_pool *pool, bool news)
 {
 	if (news)
 		atomic_fetch_add(&pool->gen, 1);
@@ -209,9 +209,9 @@ static void pool_returned(struct dm_pool *pool, bool news)
 /* The biggest idle arena the reservation can do without, unlinked, or
  * NULL.  Biggest first, so that an arena mapped for a past total goes
  * before the smaller one that replaces it. */
-static struct dm_arena *unlink_spare(struct dm_pool *pool)
+static struct dmi_arena *unlink_spare(struct dmi_pool *pool)
 {
-	struct dm_arena **pp, **best = NULL, *a;
+	struct dmi_arena **pp, **best = NULL, *a;
 
 	for (pp = &pool->arenas; (a = *pp); pp = &a->next)
 		if (!a->used && pool->capacity - a->pages >= pool->reserved &&
@@ -226,9 +226,9 @@ static struct dm_arena *unlink_spare(struct dm_pool *pool)
 }
 
 /* Unmap the idle arenas that the reservation can do without. */
-static void trim(struct dm_pool *pool)
+static void trim(struct dmi_pool *pool)
 {
-	struct dm_arena *a, *idle = NULL;
+	struct dmi_arena *a, *idle = NULL;
 
 	pthread_spin_lock(&pool->spin);
 	while ((a = unlink_spare(pool))) {
@@ -243,9 +243,9 @@ static void trim(struct dm_pool *pool)
 }
 
 /* An idle arena mapped for more than twice what is held? */
-static bool oversized(struct dm_pool *pool)
+static bool oversized(struct dmi_pool *pool)
 {
-	struct dm_arena *a;
+	struct dmi_arena *a;
 	bool ret = false;
 
 	pthread_spin_lock(&pool->spin);
@@ -255,7 +255,7 @@ static bool oversized(struct dm_pool *pool)
 	return ret;
 }
 
-static void add_arena(struct dm_pool *pool, struct dm_arena *a)
+static void add_arena(struct dmi_pool *pool, struct dmi_arena *a)
 {
 	pthread_spin_lock(&pool->spin);
 	a->next = pool->arenas;
@@ -264,10 +264,10 @@ static void add_arena(struct dm_pool *pool, struct dm_arena *a)
 	pthread_spin_unlock(&pool->spin);
 }
 
-int dm_pool_reserve(struct dm_pool *pool, unsigned int nr_pages)
+int dmi_pool_reserve(struct dmi_pool *pool, unsigned int nr_pages)
 {
 	unsigned long want = pool->reserved + nr_pages;
-	struct dm_arena *a = NULL;
+	struct dmi_arena *a = NULL;
 
 	if (!nr_pages || nr_pages > MAX_RESERVE_PAGES)
 		return -EINVAL;
@@ -288,9 +288,9 @@ int dm_pool_reserve(struct dm_pool *pool, unsigned int nr_pages)
 	return 0;
 }
 
-void dm_pool_unreserve(struct dm_pool *pool, unsigned int nr_pages)
+void dmi_pool_unreserve(struct dmi_pool *pool, unsigned int nr_pages)
 {
-	struct dm_arena *a;
+	struct dmi_arena *a;
 
 	pool->reserved -= nr_pages < pool->reserved ? nr_pages : pool->reserved;
 	trim(pool);
@@ -307,10 +307,10 @@ void dm_pool_unreserve(struct dm_pool *pool, unsigned int nr_pages)
  * A spin lock, not a mutex: the buddy work under it is a few dozen
  * instructions, never a system call, and it sits on every request's path.
  */
-void *dm_pool_alloc(struct dm_pool *pool, size_t size)
+void *dmi_pool_alloc(struct dmi_pool *pool, size_t size)
 {
 	unsigned int order = order_of(size);
-	struct dm_arena *a;
+	struct dmi_arena *a;
 	void *p = NULL;
 
 	pthread_spin_lock(&pool->spin);
@@ -328,9 +328,9 @@ void *dm_pool_alloc(struct dm_pool *pool, size_t size)
 	return p;
 }
 
-static void pool_release(struct dm_pool *pool, void *p, size_t size)
+static void pool_release(struct dmi_pool *pool, void *p, size_t size)
 {
-	struct dm_arena *a;
+	struct dmi_arena *a;
 
 	pthread_spin_lock(&pool->spin);
 	for (a = pool->arenas; a; a = a->next)
@@ -344,7 +344,7 @@ static void pool_release(struct dm_pool *pool, void *p, size_t size)
 	atomic_fetch_sub_explicit(&pool->live, 1, memory_order_relaxed);
 }
 
-void dm_pool_free(struct dm_pool *pool, void *p, size_t size)
+void dmi_pool_free(struct dmi_pool *pool, void *p, size_t size)
 {
 	if (!p)
 		return;
@@ -352,7 +352,7 @@ void dm_pool_free(struct dm_pool *pool, void *p, size_t size)
 	pool_returned(pool, true);
 }
 
-void dm_pool_unalloc(struct dm_pool *pool, void *p, size_t size)
+void dmi_pool_unalloc(struct dmi_pool *pool, void *p, size_t size)
 {
 	if (!p)
 		return;
@@ -360,12 +360,12 @@ void dm_pool_unalloc(struct dm_pool *pool, void *p, size_t size)
 	pool_returned(pool, false);
 }
 
-unsigned long dm_pool_gen(struct dm_pool *pool)
+unsigned long dmi_pool_gen(struct dmi_pool *pool)
 {
 	return atomic_load(&pool->gen);
 }
 
-int dm_pool_wait(struct dm_pool *pool, unsigned long gen)
+int dmi_pool_wait(struct dmi_pool *pool, unsigned long gen)
 {
 	int ret = 0;
 

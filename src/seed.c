@@ -53,7 +53,7 @@ static int seed_create(unsigned long extra)
 {
 	if (seed_pages + extra > UINT_MAX)
 		return -EINVAL;
-	seed_client = dm_client_create((unsigned int)(seed_pages + extra));
+	seed_client = dmi_client_create((unsigned int)(seed_pages + extra));
 	return seed_client ? 0 : errno ? -errno : -ENOMEM;
 }
 
@@ -70,7 +70,7 @@ DMIO_EXPORT int dm_io_get(unsigned int num_pages)
 	} else if (!seed_client) {
 		ret = seed_create(num_pages);
 	} else {
-		ret = dm_client_reserve(seed_client, num_pages);
+		ret = dmi_client_reserve(seed_client, num_pages);
 	}
 	if (!ret)
 		seed_pages += num_pages;
@@ -89,7 +89,7 @@ DMIO_EXPORT void dm_io_put(unsigned int num_pages)
 			/* Give back this share now: reserving per job must
 			 * not grow the process. */
 			if (seed_client)
-				dm_client_unreserve(seed_client, num_pages);
+				dmi_client_unreserve(seed_client, num_pages);
 		} else {
 			/* New calls now fail; those already past the check
 			 * hold the client as a request does, so its destroy
@@ -103,8 +103,8 @@ DMIO_EXPORT void dm_io_put(unsigned int num_pages)
 		return;
 	/* On a completion thread (of any client), waiting could wait for
 	 * the very thread a seed call in flight needs: finish elsewhere. */
-	if (dm_current_cb_client)
-		dm_client_destroy_detached(client);
+	if (dmi_current_cb_client)
+		dmi_client_destroy_detached(client);
 	else
 		dm_io_client_destroy(client);
 }
@@ -127,7 +127,7 @@ static int seed_io(unsigned int num_regions, struct io_region *where, int rw,
 	ret = !seed_client && seed_pages ? seed_create(0) : 0;
 	req.client = seed_client;
 	if (req.client)
-		dm_client_hold(req.client);
+		dmi_client_hold(req.client);
 	pthread_mutex_unlock(&seed_lock);
 	if (ret)
 		return ret;
@@ -135,7 +135,7 @@ static int seed_io(unsigned int num_regions, struct io_region *where, int rw,
 		return -EINVAL; /* no dm_io_get() reservation is held */
 
 	ret = dm_io(&req, num_regions, where, error_bits);
-	dm_client_release(req.client);
+	dmi_client_release(req.client);
 	return ret;
 }
 

@@ -12,30 +12,30 @@
 
 #include "backend.h"
 
-struct dm_threads {
-	struct dm_backend be;
+struct dmi_threads {
+	struct dmi_backend be;
 	pthread_mutex_t lock;
 	pthread_cond_t work;
-	struct dm_chunk_queue queue;
+	struct dmi_chunk_queue queue;
 	bool stop;
 	unsigned int nr_threads;
 	pthread_t threads[];
 };
 
-#define to_threads(b) ((struct dm_threads *)(b))
+#define to_threads(b) ((struct dmi_threads *)(b))
 
 static void *worker(void *arg)
 {
-	struct dm_threads *t = arg;
+	struct dmi_threads *t = arg;
 	unsigned short prio = 0;
 
 	pthread_mutex_lock(&t->lock);
 	for (;;) {
-		struct dm_chunk *c;
+		struct dmi_chunk *c;
 
-		while (dm_cq_empty(&t->queue) && !t->stop)
+		while (dmi_cq_empty(&t->queue) && !t->stop)
 			pthread_cond_wait(&t->work, &t->lock);
-		c = dm_cq_pop(&t->queue);
+		c = dmi_cq_pop(&t->queue);
 		if (!c)
 			break;
 		pthread_mutex_unlock(&t->lock);
@@ -46,20 +46,20 @@ static void *worker(void *arg)
 			syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0,
 				prio);
 		}
-		dm_chunk_exec(c);
+		dmi_chunk_exec(c);
 		pthread_mutex_lock(&t->lock);
 	}
 	pthread_mutex_unlock(&t->lock);
 	return NULL;
 }
 
-static void threads_submit(struct dm_backend *be, struct dm_chunk *head)
+static void threads_submit(struct dmi_backend *be, struct dmi_chunk *head)
 {
-	struct dm_threads *t = to_threads(be);
+	struct dmi_threads *t = to_threads(be);
 	unsigned int n;
 
 	pthread_mutex_lock(&t->lock);
-	n = dm_cq_splice(&t->queue, head);
+	n = dmi_cq_splice(&t->queue, head);
 	if (n == 1)
 		pthread_cond_signal(&t->work);
 	else
@@ -67,7 +67,7 @@ static void threads_submit(struct dm_backend *be, struct dm_chunk *head)
 	pthread_mutex_unlock(&t->lock);
 }
 
-static void threads_stop(struct dm_threads *t, unsigned int started)
+static void threads_stop(struct dmi_threads *t, unsigned int started)
 {
 	unsigned int i;
 
@@ -82,23 +82,23 @@ static void threads_stop(struct dm_threads *t, unsigned int started)
 	free(t);
 }
 
-static void threads_destroy(struct dm_backend *be)
+static void threads_destroy(struct dmi_backend *be)
 {
-	struct dm_threads *t = to_threads(be);
+	struct dmi_threads *t = to_threads(be);
 
 	threads_stop(t, t->nr_threads);
 }
 
-static const struct dm_backend_ops threads_ops = {
+static const struct dmi_backend_ops threads_ops = {
 	.name = "threads",
 	.submit = threads_submit,
 	.destroy = threads_destroy,
 };
 
-struct dm_backend *dm_threads_create(struct dm_io_client *client,
-				     unsigned int nr_threads, int *err)
+struct dmi_backend *dmi_threads_create(struct dm_io_client *client,
+				       unsigned int nr_threads, int *err)
 {
-	struct dm_threads *t;
+	struct dmi_threads *t;
 	unsigned int i;
 	int ret;
 
@@ -109,7 +109,7 @@ struct dm_backend *dm_threads_create(struct dm_io_client *client,
 	}
 	t->be.ops = &threads_ops;
 	t->be.client = client;
-	dm_cq_init(&t->queue);
+	dmi_cq_init(&t->queue);
 	t->nr_threads = nr_threads;
 	if (pthread_mutex_init(&t->lock, NULL)) {
 		free(t);
@@ -132,19 +132,19 @@ struct dm_backend *dm_threads_create(struct dm_io_client *client,
 
 /* The helpers are a thread pool of their own, kept out of the client's
  * backend slot. */
-struct dm_helpers {
-	struct dm_backend *pool;
+struct dmi_helpers {
+	struct dmi_backend *pool;
 };
 
-struct dm_helpers *dm_helpers_create(struct dm_io_client *client, int *err)
+struct dmi_helpers *dmi_helpers_create(struct dm_io_client *client, int *err)
 {
-	struct dm_helpers *h = malloc(sizeof(*h));
+	struct dmi_helpers *h = malloc(sizeof(*h));
 
 	if (!h) {
 		*err = -ENOMEM;
 		return NULL;
 	}
-	h->pool = dm_threads_create(client, NR_HELPERS, err);
+	h->pool = dmi_threads_create(client, NR_HELPERS, err);
 	if (!h->pool) {
 		free(h);
 		return NULL;
@@ -152,13 +152,13 @@ struct dm_helpers *dm_helpers_create(struct dm_io_client *client, int *err)
 	return h;
 }
 
-void dm_helpers_submit(struct dm_helpers *h, struct dm_chunk *c)
+void dmi_helpers_submit(struct dmi_helpers *h, struct dmi_chunk *c)
 {
 	c->next = NULL; /* one chunk, not the rest of a list */
 	threads_submit(h->pool, c);
 }
 
-void dm_helpers_destroy(struct dm_helpers *h)
+void dmi_helpers_destroy(struct dmi_helpers *h)
 {
 	if (!h)
 		return;

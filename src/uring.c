@@ -26,41 +26,41 @@
 #define CQ_ENTRIES   1024
 #define IOWQ_WORKERS 8 /* per kind: enough to overlap, not a thread storm */
 
-struct dm_uring {
-	struct dm_backend be;
+struct dmi_uring {
+	struct dmi_backend be;
 	struct io_uring ring;
 	pthread_mutex_t lock; /* the SQ, inflight, pending and helpers */
 	unsigned int inflight;
-	struct dm_chunk_queue pending;
+	struct dmi_chunk_queue pending;
 	pthread_t thread;
 	/* Block-device discard as a uring command (Linux 6.12): 0 untried,
 	 * 1 works, -1 absent, and then helper threads issue BLKDISCARD. */
 	atomic_int cmd_discard;
-	struct dm_helpers *helpers;
+	struct dmi_helpers *helpers;
 	unsigned int batched; /* the reaper's: filled, not yet entered */
 };
 
 /* The ring whose reaper this thread is. */
-static DM_TLS struct dm_uring *reaping;
+static DMI_TLS struct dmi_uring *reaping;
 
-#define to_uring(b) ((struct dm_uring *)(b))
+#define to_uring(b) ((struct dmi_uring *)(b))
 
-static void prep_sqe(struct io_uring_sqe *sqe, struct dm_chunk *c)
+static void prep_sqe(struct io_uring_sqe *sqe, struct dmi_chunk *c)
 {
 	int fd = c->bdev ? c->bdev->fd : -1;
 	off_t off = (off_t)(c->pos + c->done);
 	const struct iovec *iov;
 	int niov;
 
-	switch (c->flags & DM_CHUNK_FAILED ? DM_CHUNK_NOP : c->op) {
-	case DM_CHUNK_READ:
-	case DM_CHUNK_WRITE:
-	case DM_CHUNK_ZERO_WRITE:
-		niov = dm_chunk_iov(c, &iov);
-		if (c->op == DM_CHUNK_READ && niov == 1)
+	switch (c->flags & DMI_CHUNK_FAILED ? DMI_CHUNK_NOP : c->op) {
+	case DMI_CHUNK_READ:
+	case DMI_CHUNK_WRITE:
+	case DMI_CHUNK_ZERO_WRITE:
+		niov = dmi_chunk_iov(c, &iov);
+		if (c->op == DMI_CHUNK_READ && niov == 1)
 			io_uring_prep_read(sqe, fd, iov->iov_base,
 					   (unsigned int)iov->iov_len, off);
-		else if (c->op == DM_CHUNK_READ)
+		else if (c->op == DMI_CHUNK_READ)
 			io_uring_prep_readv(sqe, fd, iov, (unsigned int)niov,
 					    off);
 		else if (niov == 1)
@@ -69,14 +69,14 @@ static void prep_sqe(struct io_uring_sqe *sqe, struct dm_chunk *c)
 		else
 			io_uring_prep_writev(sqe, fd, iov, (unsigned int)niov,
 					     off);
-		if (c->flags & DM_CHUNK_FUA)
+		if (c->flags & DMI_CHUNK_FUA)
 			sqe->rw_flags = RWF_DSYNC;
 		sqe->ioprio = c->ioprio;
 		break;
-	case DM_CHUNK_FLUSH:
+	case DMI_CHUNK_FLUSH:
 		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
 		break;
-	case DM_CHUNK_DISCARD:
+	case DMI_CHUNK_DISCARD:
 		if (c->bdev->lim.is_blk) {
 			io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, NULL, 0,
 					 0);
@@ -90,13 +90,13 @@ static void prep_sqe(struct io_uring_sqe *sqe, struct dm_chunk *c)
 						off, (off_t)c->len);
 		}
 		break;
-	case DM_CHUNK_ZEROES:
+	case DMI_CHUNK_ZEROES:
 		/* On a block device this is BLKZEROOUT, made asynchronous. */
 		io_uring_prep_fallocate(
 			sqe, fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
 			off, (off_t)c->len);
 		break;
-	case DM_CHUNK_NOP:
+	case DMI_CHUNK_NOP:
 		io_uring_prep_nop(sqe);
 		break;
 	}
@@ -106,30 +106,30 @@ static void prep_sqe(struct io_uring_sqe *sqe, struct dm_chunk *c)
 /* Block-device discards go to helper threads when the kernel has no
  * discard command; they are made on first need.  False: the ring keeps
  * the chunk. */
-static bool to_helpers(struct dm_uring *u, struct dm_chunk *c)
+static bool to_helpers(struct dmi_uring *u, struct dmi_chunk *c)
 {
 	int err = 0;
 
-	if (c->op != DM_CHUNK_DISCARD || !c->bdev->lim.is_blk ||
+	if (c->op != DMI_CHUNK_DISCARD || !c->bdev->lim.is_blk ||
 	    atomic_load(&u->cmd_discard) >= 0)
 		return false;
 	pthread_mutex_lock(&u->lock);
 	if (!u->helpers)
-		u->helpers = dm_helpers_create(u->be.client, &err);
+		u->helpers = dmi_helpers_create(u->be.client, &err);
 	pthread_mutex_unlock(&u->lock);
 	if (!u->helpers) {
 		/* No helper: fail it through the ring, so that it still
 		 * completes on the reaper like everything else. */
-		c->flags |= DM_CHUNK_FAILED;
+		c->flags |= DMI_CHUNK_FAILED;
 		c->be.uring.err = err;
 		return false;
 	}
-	dm_helpers_submit(u->helpers, c);
+	dmi_helpers_submit(u->helpers, c);
 	return true;
 }
 
 /* Make filled entries visible to the kernel; the caller holds the lock. */
-static void flush_sq(struct dm_uring *u)
+static void flush_sq(struct dmi_uring *u)
 {
 	struct io_uring_sq *sq = &u->ring.sq;
 
@@ -139,17 +139,18 @@ static void flush_sq(struct dm_uring *u)
 
 /* Move pending chunks, then @more, into the ring while there is room; the
  * rest waits on the pending list, in order.  Returns entries filled. */
-static unsigned int fill_locked(struct dm_uring *u, struct dm_chunk_queue *more)
+static unsigned int fill_locked(struct dmi_uring *u,
+				struct dmi_chunk_queue *more)
 {
 	unsigned int n = 0;
 
-	dm_cq_move(&u->pending, more);
-	while (!dm_cq_empty(&u->pending) && u->inflight < CQ_ENTRIES) {
+	dmi_cq_move(&u->pending, more);
+	while (!dmi_cq_empty(&u->pending) && u->inflight < CQ_ENTRIES) {
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
 
 		if (!sqe)
 			break; /* others' entries not yet entered; they will */
-		prep_sqe(sqe, dm_cq_pop(&u->pending));
+		prep_sqe(sqe, dmi_cq_pop(&u->pending));
 		u->inflight++;
 		n++;
 	}
@@ -158,7 +159,7 @@ static unsigned int fill_locked(struct dm_uring *u, struct dm_chunk_queue *more)
 	return n;
 }
 
-static void enter(struct dm_uring *u, unsigned int n)
+static void enter(struct dmi_uring *u, unsigned int n)
 {
 	while (n) {
 		int ret = io_uring_enter(u->ring.ring_fd, n, 0, 0, NULL);
@@ -174,22 +175,22 @@ static void enter(struct dm_uring *u, unsigned int n)
 	}
 }
 
-static void uring_submit(struct dm_backend *be, struct dm_chunk *head)
+static void uring_submit(struct dmi_backend *be, struct dmi_chunk *head)
 {
-	struct dm_uring *u = to_uring(be);
-	struct dm_chunk_queue keep;
-	struct dm_chunk *c;
+	struct dmi_uring *u = to_uring(be);
+	struct dmi_chunk_queue keep;
+	struct dmi_chunk *c;
 	unsigned int n;
 
-	dm_cq_init(&keep);
+	dmi_cq_init(&keep);
 	if (atomic_load(&u->cmd_discard) < 0) {
 		while ((c = head)) {
 			head = c->next;
 			if (!to_helpers(u, c))
-				dm_cq_push(&keep, c);
+				dmi_cq_push(&keep, c);
 		}
 	} else {
-		dm_cq_splice(&keep, head);
+		dmi_cq_splice(&keep, head);
 	}
 	pthread_mutex_lock(&u->lock);
 	n = fill_locked(u, &keep);
@@ -204,7 +205,7 @@ static void uring_submit(struct dm_backend *be, struct dm_chunk *head)
 
 /* The first block-device discard tells whether the kernel has the uring
  * command; false sends it to the helpers instead. */
-static bool discard_probed(struct dm_uring *u, int res)
+static bool discard_probed(struct dmi_uring *u, int res)
 {
 	int expected = 0;
 
@@ -219,17 +220,17 @@ static bool discard_probed(struct dm_uring *u, int res)
 
 static void *reaper(void *arg)
 {
-	struct dm_uring *u = arg;
+	struct dmi_uring *u = arg;
 
 	reaping = u;
 	for (;;) {
-		struct dm_chunk_queue again;
+		struct dmi_chunk_queue again;
 		struct io_uring_cqe *cqe;
 		unsigned int head, ready, n = 0, filled;
 		bool stop = false;
 		int ret;
 
-		dm_cq_init(&again);
+		dmi_cq_init(&again);
 		ret = io_uring_wait_cqe(&u->ring, &cqe);
 		if (ret < 0)
 			continue; /* -EINTR; the ring itself cannot fail */
@@ -243,22 +244,22 @@ static void *reaper(void *arg)
 
 		io_uring_for_each_cqe(&u->ring, head, cqe)
 		{
-			struct dm_chunk *c = io_uring_cqe_get_data(cqe);
+			struct dmi_chunk *c = io_uring_cqe_get_data(cqe);
 
 			if (n == ready)
 				break;
 			n++;
 			if (!c) {
 				stop = true;
-			} else if (c->flags & DM_CHUNK_FAILED) {
-				dm_chunk_complete(c, c->be.uring.err, &again);
-			} else if (c->op == DM_CHUNK_DISCARD &&
+			} else if (c->flags & DMI_CHUNK_FAILED) {
+				dmi_chunk_complete(c, c->be.uring.err, &again);
+			} else if (c->op == DMI_CHUNK_DISCARD &&
 				   c->bdev->lim.is_blk &&
 				   !discard_probed(u, cqe->res)) {
 				if (!to_helpers(u, c))
-					dm_cq_push(&again, c);
+					dmi_cq_push(&again, c);
 			} else {
-				dm_chunk_complete(c, cqe->res, &again);
+				dmi_chunk_complete(c, cqe->res, &again);
 			}
 		}
 		io_uring_cq_advance(&u->ring, n);
@@ -274,10 +275,10 @@ static void *reaper(void *arg)
 	}
 }
 
-static void uring_destroy(struct dm_backend *be)
+static void uring_destroy(struct dmi_backend *be)
 {
-	struct dm_uring *u = to_uring(be);
-	struct dm_chunk *stop = NULL;
+	struct dmi_uring *u = to_uring(be);
+	struct dmi_chunk *stop = NULL;
 	struct io_uring_sqe *sqe;
 
 	pthread_mutex_lock(&u->lock);
@@ -293,13 +294,13 @@ static void uring_destroy(struct dm_backend *be)
 	pthread_mutex_unlock(&u->lock);
 	enter(u, 1);
 	pthread_join(u->thread, NULL);
-	dm_helpers_destroy(u->helpers);
+	dmi_helpers_destroy(u->helpers);
 	io_uring_queue_exit(&u->ring);
 	pthread_mutex_destroy(&u->lock);
 	free(u);
 }
 
-static const struct dm_backend_ops uring_ops = {
+static const struct dmi_backend_ops uring_ops = {
 	.name = "io_uring",
 	.submit = uring_submit,
 	.destroy = uring_destroy,
@@ -332,9 +333,9 @@ static int setup_ring(struct io_uring *ring)
 	return 0;
 }
 
-struct dm_backend *dm_uring_create(struct dm_io_client *client, int *err)
+struct dmi_backend *dmi_uring_create(struct dm_io_client *client, int *err)
 {
-	struct dm_uring *u = calloc(1, sizeof(*u));
+	struct dmi_uring *u = calloc(1, sizeof(*u));
 	int ret;
 
 	if (!u) {
@@ -349,7 +350,7 @@ struct dm_backend *dm_uring_create(struct dm_io_client *client, int *err)
 	}
 	u->be.ops = &uring_ops;
 	u->be.client = client;
-	dm_cq_init(&u->pending);
+	dmi_cq_init(&u->pending);
 	atomic_init(&u->cmd_discard, 0);
 	ret = -pthread_mutex_init(&u->lock, NULL);
 	if (!ret)

@@ -98,7 +98,7 @@ static int run_io(struct ops *o, unsigned int opf, void *buf, unsigned int n,
 	return *bits ? -EIO : 0;
 }
 
-/* Every recorded event's op is one of @mask (bits 1u << DM_CHUNK_...). */
+/* Every recorded event's op is one of @mask (bits 1u << DMI_CHUNK_...). */
 static void expect_only_ops(struct t_trace *t, unsigned int mask)
 {
 	unsigned int i;
@@ -184,17 +184,17 @@ static void flush_count0_regions_flush_each_device_once(void **state)
 		for (i = 0; i < NDEV; i++) {
 			assert_int_equal(errs[i], 0);
 			/* exactly one flush per region, and it succeeded */
-			assert_int_equal(t_count(o.t, DM_TRACE_END,
-						 DM_CHUNK_FLUSH, (int)i),
+			assert_int_equal(t_count(o.t, DMI_TRACE_END,
+						 DMI_CHUNK_FLUSH, (int)i),
 					 1);
 			assert_int_equal(
-				o.t->ev[t_first(o.t, DM_TRACE_END,
-						DM_CHUNK_FLUSH, (int)i)]
+				o.t->ev[t_first(o.t, DMI_TRACE_END,
+						DMI_CHUNK_FLUSH, (int)i)]
 					.res,
 				0);
 		}
-		assert_int_equal(t_count(o.t, DM_TRACE_END, -1, -1), NDEV);
-		expect_only_ops(o.t, 1u << DM_CHUNK_FLUSH);
+		assert_int_equal(t_count(o.t, DMI_TRACE_END, -1, -1), NDEV);
+		expect_only_ops(o.t, 1u << DMI_CHUNK_FLUSH);
 	}
 	/* A device named twice is flushed once per region. */
 	where[NDEV] = where[0];
@@ -202,7 +202,7 @@ static void flush_count0_regions_flush_each_device_once(void **state)
 	assert_int_equal(run_io(&o, DM_IO_OP_FLUSH, NULL, NDEV + 1, where, errs,
 				&bits, false),
 			 0);
-	assert_int_equal(t_count(o.t, DM_TRACE_END, DM_CHUNK_FLUSH, -1),
+	assert_int_equal(t_count(o.t, DMI_TRACE_END, DMI_CHUNK_FLUSH, -1),
 			 NDEV + 1);
 	for (i = 0; i < NDEV; i++)
 		h_expect_untouched(o.dev[i]);
@@ -219,12 +219,12 @@ static void expect_flush_first(struct t_trace *t, unsigned int nr_regions,
 
 	for (r = 0; r < nr_regions; r++) {
 		int flush_end =
-			t_first(t, DM_TRACE_END, DM_CHUNK_FLUSH, (int)r);
+			t_first(t, DMI_TRACE_END, DMI_CHUNK_FLUSH, (int)r);
 		int write_sub =
-			t_first(t, DM_TRACE_SUBMIT, DM_CHUNK_WRITE, (int)r);
+			t_first(t, DMI_TRACE_SUBMIT, DMI_CHUNK_WRITE, (int)r);
 
-		if (t_count(t, DM_TRACE_END, DM_CHUNK_FLUSH, (int)r) != 1 ||
-		    t_count(t, DM_TRACE_SUBMIT, DM_CHUNK_WRITE, (int)r) <
+		if (t_count(t, DMI_TRACE_END, DMI_CHUNK_FLUSH, (int)r) != 1 ||
+		    t_count(t, DMI_TRACE_SUBMIT, DMI_CHUNK_WRITE, (int)r) <
 			    min_writes ||
 		    flush_end < 0 || write_sub < flush_end) {
 			t_dump(t);
@@ -232,9 +232,9 @@ static void expect_flush_first(struct t_trace *t, unsigned int nr_regions,
 				"region %u: %u flushes, %u writes, first write "
 				"submitted at event %d, flush ended at %d",
 				r,
-				t_count(t, DM_TRACE_END, DM_CHUNK_FLUSH,
+				t_count(t, DMI_TRACE_END, DMI_CHUNK_FLUSH,
 					(int)r),
-				t_count(t, DM_TRACE_SUBMIT, DM_CHUNK_WRITE,
+				t_count(t, DMI_TRACE_SUBMIT, DMI_CHUNK_WRITE,
 					(int)r),
 				write_sub, flush_end);
 		}
@@ -300,11 +300,11 @@ static void preflush_with_count0_regions_is_a_flush_alone(void **state)
 		assert_int_equal(bits, 0);
 		for (i = 0; i < NDEV; i++) {
 			assert_int_equal(errs[i], 0);
-			assert_int_equal(t_count(o.t, DM_TRACE_END,
-						 DM_CHUNK_FLUSH, (int)i),
+			assert_int_equal(t_count(o.t, DMI_TRACE_END,
+						 DMI_CHUNK_FLUSH, (int)i),
 					 1);
 		}
-		expect_only_ops(o.t, 1u << DM_CHUNK_FLUSH);
+		expect_only_ops(o.t, 1u << DMI_CHUNK_FLUSH);
 	}
 	for (i = 0; i < NDEV; i++)
 		h_expect_untouched(o.dev[i]);
@@ -321,12 +321,12 @@ static void expect_write_fua(struct t_trace *t, unsigned int n, bool fua)
 	for (i = 0; i < t->n; i++) {
 		const struct t_event *e = &t->ev[i];
 
-		if (e->op != DM_CHUNK_WRITE)
+		if (e->op != DMI_CHUNK_WRITE)
 			continue;
-		writes += e->ev == DM_TRACE_END;
-		if (!!(e->flags & DM_CHUNK_FUA) != fua) {
+		writes += e->ev == DMI_TRACE_END;
+		if (!!(e->flags & DMI_CHUNK_FUA) != fua) {
 			t_dump(t);
-			fail_msg("event %u: a write %s DM_CHUNK_FUA", i,
+			fail_msg("event %u: a write %s DMI_CHUNK_FUA", i,
 				 fua ? "without" : "with");
 		}
 	}
@@ -425,10 +425,10 @@ static void discard_reads_back_zero_and_keeps_the_size(void **state)
 		assert_true(allocated_bytes(o.dev[i]) <
 			    before[i] - where[i].count * 512 / 2);
 	}
-	assert_true(t_count(o.t, DM_TRACE_END, DM_CHUNK_DISCARD, 0) >= 1);
-	assert_true(t_count(o.t, DM_TRACE_END, DM_CHUNK_DISCARD, 1) >= 1);
+	assert_true(t_count(o.t, DMI_TRACE_END, DMI_CHUNK_DISCARD, 0) >= 1);
+	assert_true(t_count(o.t, DMI_TRACE_END, DMI_CHUNK_DISCARD, 1) >= 1);
 	/* Discard is not emulated by writing. */
-	expect_only_ops(o.t, 1u << DM_CHUNK_DISCARD | 1u << DM_CHUNK_READ);
+	expect_only_ops(o.t, 1u << DMI_CHUNK_DISCARD | 1u << DMI_CHUNK_READ);
 	h_expect_untouched(o.dev[2]);
 
 	/* Asynchronously, on the third device, unaligned to pages. */
@@ -507,21 +507,21 @@ static void write_zeroes_reads_back_zero(void **state)
 		assert_int_equal(bits, 0);
 		for (i = 0; i < 2; i++) {
 			assert_int_equal(errs[i], 0);
-			assert_true(t_count(o.t, DM_TRACE_END, -1, (int)i) >=
+			assert_true(t_count(o.t, DMI_TRACE_END, -1, (int)i) >=
 				    1);
 		}
-		expect_only_ops(o.t, 1u << DM_CHUNK_ZEROES |
-					     1u << DM_CHUNK_ZERO_WRITE);
+		expect_only_ops(o.t, 1u << DMI_CHUNK_ZEROES |
+					     1u << DMI_CHUNK_ZERO_WRITE);
 		if (env->kind == H_FILE) {
 			/* tmpfs has no FALLOC_FL_ZERO_RANGE: the engine
 			 * falls back to writes from the zero page. */
-			assert_true(t_count(o.t, DM_TRACE_END,
-					    DM_CHUNK_ZERO_WRITE, 0) >= 1);
-			assert_true(t_count(o.t, DM_TRACE_END,
-					    DM_CHUNK_ZERO_WRITE, 1) >= 1);
-			assert_int_equal(
-				t_count(o.t, DM_TRACE_END, DM_CHUNK_ZEROES, -1),
-				0);
+			assert_true(t_count(o.t, DMI_TRACE_END,
+					    DMI_CHUNK_ZERO_WRITE, 0) >= 1);
+			assert_true(t_count(o.t, DMI_TRACE_END,
+					    DMI_CHUNK_ZERO_WRITE, 1) >= 1);
+			assert_int_equal(t_count(o.t, DMI_TRACE_END,
+						 DMI_CHUNK_ZEROES, -1),
+					 0);
 		}
 	}
 	/* Both passes' ranges are zeroes, and nothing around them moved. */
@@ -669,11 +669,11 @@ static void ioprio_reaches_the_submissions(void **state)
 			continue; /* io_uring: in the SQE, out of sight */
 		/* The thread pool: the thread that made each system call ran
 		 * at the request's priority. */
-		assert_true(t_count(o.t, DM_TRACE_END, -1, -1) >= NDEV + 1);
+		assert_true(t_count(o.t, DMI_TRACE_END, -1, -1) >= NDEV + 1);
 		for (i = 0; i < o.t->n; i++) {
 			const struct t_event *e = &o.t->ev[i];
 
-			if (e->ev != DM_TRACE_END || e->ioprio == prios[p])
+			if (e->ev != DMI_TRACE_END || e->ioprio == prios[p])
 				continue;
 			t_dump(o.t);
 			fail_msg("event %u (%s) ended on a thread of ioprio "

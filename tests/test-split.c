@@ -46,7 +46,7 @@ static struct tl_rec rec; /* outlives a test that fails */
 
 /* Chunks of @op for @region: each at most @max bytes, adding up to @len,
  * at least @min of them. */
-static void expect_chunks(struct t_trace *t, enum dm_chunk_op op,
+static void expect_chunks(struct t_trace *t, enum dmi_chunk_op op,
 			  unsigned int region, uint64_t max, uint64_t len,
 			  unsigned int min)
 {
@@ -56,7 +56,8 @@ static void expect_chunks(struct t_trace *t, enum dm_chunk_op op,
 	for (i = 0; i < t->n; i++) {
 		const struct t_event *e = &t->ev[i];
 
-		if (e->ev != DM_TRACE_END || e->op != op || e->region != region)
+		if (e->ev != DMI_TRACE_END || e->op != op ||
+		    e->region != region)
 			continue;
 		n++;
 		sum += e->len;
@@ -114,8 +115,8 @@ static void lowered_max_sectors_kb_splits_a_mirrored_write(void **state)
 	h_pattern(data, len, 74, 0);
 	assert_int_equal(dm_io(&req, 3, where, &bits), 0);
 	assert_int_equal(bits, 0);
-	expect_chunks(t, DM_CHUNK_WRITE, 0, 8 * KiB, len, len / (8 * KiB));
-	expect_chunks(t, DM_CHUNK_WRITE, 1, info.max_transfer, len, 1);
+	expect_chunks(t, DMI_CHUNK_WRITE, 0, 8 * KiB, len, len / (8 * KiB));
+	expect_chunks(t, DMI_CHUNK_WRITE, 1, info.max_transfer, len, 1);
 	h_expect_initial(small, 0, 8 * 512);
 	h_expect_pattern(small, 8 * 512, len, 74, 0);
 	h_expect_initial(small, 8 * 512 + len, small->size - 8 * 512 - len);
@@ -129,7 +130,7 @@ static void lowered_max_sectors_kb_splits_a_mirrored_write(void **state)
 	memset(got, 0, len);
 	assert_int_equal(dm_io(&req, 1, &where[0], &bits), 0);
 	assert_int_equal(h_pattern_mismatch(got, len, 74, 0), -1);
-	expect_chunks(t, DM_CHUNK_READ, 0, 8 * KiB, len, len / (8 * KiB));
+	expect_chunks(t, DMI_CHUNK_READ, 0, 8 * KiB, len, len / (8 * KiB));
 	req.mem = (struct dm_io_memory){.type = DM_IO_PAGE_LIST, .ptr.pl = pl};
 	assert_int_equal(dm_io(&req, 1, &where[0], &bits), 0);
 	memset(got, 0, len);

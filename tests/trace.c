@@ -12,8 +12,8 @@
 
 #define IOPRIO_WHO_PROCESS 1
 
-static void record(void *ctx, enum dm_trace_event ev, const struct dm_chunk *c,
-		   int res)
+static void record(void *ctx, enum dmi_trace_event ev,
+		   const struct dmi_chunk *c, int res)
 {
 	struct t_trace *t = ctx;
 	struct t_event e = {
@@ -45,14 +45,14 @@ struct t_trace *t_trace_new(struct dm_io_client *client)
 	if (!t)
 		return NULL;
 	pthread_mutex_init(&t->lock, NULL);
-	dm_client_set_trace(client, record, t);
+	dmi_client_set_trace(client, record, t);
 	return t;
 }
 
 void t_trace_free(struct t_trace *t, struct dm_io_client *client)
 {
 	if (client)
-		dm_client_set_trace(client, NULL, NULL);
+		dmi_client_set_trace(client, NULL, NULL);
 	if (!t)
 		return;
 	pthread_mutex_destroy(&t->lock);
@@ -67,14 +67,14 @@ void t_trace_reset(struct t_trace *t)
 	pthread_mutex_unlock(&t->lock);
 }
 
-static bool matches(const struct t_event *e, enum dm_trace_event ev, int op,
+static bool matches(const struct t_event *e, enum dmi_trace_event ev, int op,
 		    int region)
 {
 	return e->ev == ev && (op < 0 || (int)e->op == op) &&
 	       (region < 0 || (int)e->region == region);
 }
 
-unsigned int t_count(struct t_trace *t, enum dm_trace_event ev, int op,
+unsigned int t_count(struct t_trace *t, enum dmi_trace_event ev, int op,
 		     int region)
 {
 	unsigned int i, n = 0;
@@ -86,7 +86,7 @@ unsigned int t_count(struct t_trace *t, enum dm_trace_event ev, int op,
 	return n;
 }
 
-int t_first(struct t_trace *t, enum dm_trace_event ev, int op, int region)
+int t_first(struct t_trace *t, enum dmi_trace_event ev, int op, int region)
 {
 	unsigned int i;
 	int found = -1;
@@ -99,7 +99,7 @@ int t_first(struct t_trace *t, enum dm_trace_event ev, int op, int region)
 	return found;
 }
 
-int t_last(struct t_trace *t, enum dm_trace_event ev, int op, int region)
+int t_last(struct t_trace *t, enum dmi_trace_event ev, int op, int region)
 {
 	unsigned int i;
 	int found = -1;
@@ -112,16 +112,16 @@ int t_last(struct t_trace *t, enum dm_trace_event ev, int op, int region)
 	return found;
 }
 
-const char *t_op_name(enum dm_chunk_op op)
+const char *t_op_name(enum dmi_chunk_op op)
 {
 	static const char *const names[] = {
-		[DM_CHUNK_READ] = "READ",
-		[DM_CHUNK_WRITE] = "WRITE",
-		[DM_CHUNK_FLUSH] = "FLUSH",
-		[DM_CHUNK_DISCARD] = "DISCARD",
-		[DM_CHUNK_ZEROES] = "ZEROES",
-		[DM_CHUNK_ZERO_WRITE] = "ZERO_WRITE",
-		[DM_CHUNK_NOP] = "NOP",
+		[DMI_CHUNK_READ] = "READ",
+		[DMI_CHUNK_WRITE] = "WRITE",
+		[DMI_CHUNK_FLUSH] = "FLUSH",
+		[DMI_CHUNK_DISCARD] = "DISCARD",
+		[DMI_CHUNK_ZEROES] = "ZEROES",
+		[DMI_CHUNK_ZERO_WRITE] = "ZERO_WRITE",
+		[DMI_CHUNK_NOP] = "NOP",
 	};
 
 	return (unsigned int)op < sizeof(names) / sizeof(names[0]) && names[op]
@@ -142,7 +142,7 @@ void t_dump(struct t_trace *t)
 		fprintf(stderr,
 			"  %3u %-6s %-10s region %u pos %llu len %llu flags "
 			"%#x res %d niov %u\n",
-			i, e->ev == DM_TRACE_SUBMIT ? "SUBMIT" : "END",
+			i, e->ev == DMI_TRACE_SUBMIT ? "SUBMIT" : "END",
 			t_op_name(e->op), e->region, (unsigned long long)e->pos,
 			(unsigned long long)e->len, e->flags, e->res, e->niov);
 	}

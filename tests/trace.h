@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * A white-box recorder of the engine's chunk trace (dm_client_set_trace(),
+ * A white-box recorder of the engine's chunk trace (dmi_client_set_trace(),
  * src/engine.h), for tests that check what the engine hands its
  * backends: the ops, the flags, the order, the size of each chunk.
  *
@@ -21,8 +21,8 @@
 #define T_MAX_EVENTS 65536
 
 struct t_event {
-	enum dm_trace_event ev;
-	enum dm_chunk_op op;
+	enum dmi_trace_event ev;
+	enum dmi_chunk_op op;
 	unsigned int flags;
 	unsigned int region;
 	uint64_t pos, len;
@@ -48,13 +48,13 @@ void t_trace_free(struct t_trace *t, struct dm_io_client *client);
 void t_trace_reset(struct t_trace *t);
 
 /* Events matching @ev and @op (-1: any op) of @region (-1: any region). */
-unsigned int t_count(struct t_trace *t, enum dm_trace_event ev, int op,
+unsigned int t_count(struct t_trace *t, enum dmi_trace_event ev, int op,
 		     int region);
 /* Index of the first / last such event, or -1. */
-int t_first(struct t_trace *t, enum dm_trace_event ev, int op, int region);
-int t_last(struct t_trace *t, enum dm_trace_event ev, int op, int region);
+int t_first(struct t_trace *t, enum dmi_trace_event ev, int op, int region);
+int t_last(struct t_trace *t, enum dmi_trace_event ev, int op, int region);
 
-const char *t_op_name(enum dm_chunk_op op);
+const char *t_op_name(enum dmi_chunk_op op);
 /* Print the trace (for failure messages). */
 void t_dump(struct t_trace *t);
 

@@ -108,7 +108,7 @@ int tl_run(char *const argv[], const struct tl_child *c, char *out, size_t size,
 /* ---- completion callbacks (recorder.c) ---------------------------------- */
 
 /*
- * A recorder for dm_io_notify_fn callbacks: pass tl_rec_cb with the
+ * A recorder for io_notify_fn callbacks: pass tl_rec_cb with the
  * recorder as the context.  Every call counts; bits keeps the last call's
  * error bits (~0 before any), bits_or every call's, done_ms the time of
  * the last call.

@@ -4,7 +4,7 @@
  * reservation must still be aligned for the device.
  *
  * Found by the soak (seed 318304300372753: "region 3 (loop512/plain@...)
- * failed with EINVAL; expected success").  dm_pool_alloc() takes memory
+ * failed with EINVAL; expected success").  dmi_pool_alloc() takes memory
  * beyond the reservation from the heap with posix_memalign(), aligned to
  * the page for a page or more but only to 64 bytes below that, while the
  * reserved buddy blocks are aligned to their size.  A bounce buffer of
