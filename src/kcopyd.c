@@ -70,6 +70,7 @@ struct kjob {
 
 struct dm_kcopyd_client {
 	struct dm_io_client *io;
+	bool own_io; /* made by us, not lent by opts->io_client */
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t wake; /* for the thread: work to do */
@@ -606,7 +607,10 @@ dm_kcopyd_client_create_opts(const struct dm_kcopyd_options *opts)
 		kc->subs[i].next = kc->free_subs;
 		kc->free_subs = &kc->subs[i];
 	}
-	kc->io = dm_io_client_create();
+	kc->io = opts ? opts->io_client : NULL;
+	kc->own_io = !kc->io;
+	if (kc->own_io)
+		kc->io = dm_io_client_create();
 	if (!kc->io)
 		goto fail;
 	pthread_mutex_init(&kc->lock, NULL);
@@ -617,7 +621,8 @@ dm_kcopyd_client_create_opts(const struct dm_kcopyd_options *opts)
 		pthread_cond_destroy(&kc->idle);
 		pthread_cond_destroy(&kc->wake);
 		pthread_mutex_destroy(&kc->lock);
-		dm_io_client_destroy(kc->io);
+		if (kc->own_io)
+			dm_io_client_destroy(kc->io);
 		errno = ret;
 		goto fail;
 	}
@@ -647,7 +652,8 @@ static void *destroy_client(void *arg)
 	pthread_cond_signal(&kc->wake);
 	pthread_mutex_unlock(&kc->lock);
 	pthread_join(kc->thread, NULL);
-	dm_io_client_destroy(kc->io);
+	if (kc->own_io)
+		dm_io_client_destroy(kc->io);
 	pthread_cond_destroy(&kc->idle);
 	pthread_cond_destroy(&kc->wake);
 	pthread_mutex_destroy(&kc->lock);

@@ -49,7 +49,8 @@ static int kc_teardown(void **state)
  * @per_job in flight per job. */
 static struct dm_kcopyd_client *kc_new(unsigned int sub, unsigned int per_job)
 {
-	struct dm_kcopyd_options opts = {sub, per_job};
+	struct dm_kcopyd_options opts = {.sub_job_sectors = sub,
+					 .sub_jobs_per_job = per_job};
 	struct dm_kcopyd_client *kc;
 	unsigned int i;
 
@@ -643,7 +644,10 @@ static void bad_arguments_are_einval_without_callback(void **state)
 	struct io_region d[DM_KCOPYD_MAX_REGIONS + 1], shorter, nobdev, huge;
 	const unsigned int bad_flags[] = {1u << 0, 1u << 3, 1u << 15, 1u << 31};
 	const struct dm_kcopyd_options bad_opts[] = {
-		{7, 0}, {32776, 0}, {1u << 20, 0}, {0, 65}};
+		{.sub_job_sectors = 7},
+		{.sub_job_sectors = 32776},
+		{.sub_job_sectors = 1u << 20},
+		{.sub_jobs_per_job = 65}};
 	unsigned int i;
 
 	atomic_store(&refused_cb, 0);

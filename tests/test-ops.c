@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <dmio/dm-kcopyd.h>
+
 #include "harness.h"
 #include "trace.h"
 
@@ -28,9 +30,12 @@
  * test fails, before the harness closes the devices. */
 static struct dm_io_client *cur_client;
 static struct t_trace *cur_trace;
+static struct dm_kcopyd_client *cur_kc; /* before the client it borrows */
 
 static int ops_teardown(void **state)
 {
+	dm_kcopyd_client_destroy(cur_kc);
+	cur_kc = NULL;
 	t_trace_free(cur_trace, cur_client);
 	dm_io_client_destroy(cur_client);
 	cur_trace = NULL;
@@ -749,6 +754,52 @@ static void read_with_fua_or_preflush_is_einval_and_no_io(void **state)
 	free(buf);
 }
 
+/* ---- kcopyd on a lent client -------------------------------------------- */
+
+static void kcopyd_done(int read_err, unsigned long write_err, void *context)
+{
+	tl_rec_cb(read_err ? 1ul << 63 : write_err, context);
+}
+
+/* dm_kcopyd_options.io_client: the copy's reads and writes go through the
+ * lent client, and destroying the kcopyd client leaves it working. */
+static void kcopyd_on_a_lent_client_issues_there(void **state)
+{
+	struct h_env *env = h_env(state);
+	struct dm_kcopyd_options opts = {0};
+	struct io_region from, to, where;
+	struct tl_rec d;
+	unsigned long bits = ~0ul;
+	struct ops o;
+
+	ops_setup(env, &o, 1 * MiB);
+	opts.io_client = o.client;
+	cur_kc = dm_kcopyd_client_create_opts(&opts);
+	if (!cur_kc)
+		fail_msg("dm_kcopyd_client_create_opts: %s", strerror(errno));
+	from = (struct io_region){o.bdev[0], 0, 1 * MiB >> SECTOR_SHIFT};
+	to = (struct io_region){o.bdev[1], 0, 1 * MiB >> SECTOR_SHIFT};
+	tl_rec_init(&d);
+	assert_int_equal(
+		dm_kcopyd_copy(cur_kc, &from, 1, &to, 0, kcopyd_done, &d), 0);
+	if (!tl_rec_wait(&d, 1, 30000))
+		fail_msg("the copy did not end within 30 s");
+	assert_int_equal(atomic_load(&d.bits), 0);
+	h_expect_pattern(o.dev[1], 0, 1 * MiB, 200, 0);
+	/* Every byte went through the lent client. */
+	assert_true(t_count(o.t, DMI_TRACE_END, DMI_CHUNK_READ, -1) > 0);
+	assert_true(t_count(o.t, DMI_TRACE_END, DMI_CHUNK_WRITE, -1) > 0);
+
+	dm_kcopyd_client_destroy(cur_kc);
+	cur_kc = NULL;
+	t_trace_reset(o.t);
+	where = (struct io_region){o.bdev[1], 0, 0};
+	assert_int_equal(
+		run_io(&o, DM_IO_OP_FLUSH, NULL, 1, &where, NULL, &bits, false),
+		0);
+	assert_int_equal(t_count(o.t, DMI_TRACE_END, DMI_CHUNK_FLUSH, 0), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -763,6 +814,7 @@ int main(void)
 		O_TEST(failing_leg_does_not_cancel_the_other_legs),
 		O_TEST(ioprio_reaches_the_submissions),
 		O_TEST(read_with_fua_or_preflush_is_einval_and_no_io),
+		O_TEST(kcopyd_on_a_lent_client_issues_there),
 	};
 
 	return H_RUN("ops", tests, tests);

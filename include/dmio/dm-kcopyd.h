@@ -38,6 +38,9 @@ struct dm_kcopyd_options {
 	unsigned int sub_job_sectors;  /* default 1024 (512 KiB), a multiple
 					  of 8, at most 32768 (16 MiB) */
 	unsigned int sub_jobs_per_job; /* in flight per job: default 8, <= 64 */
+	/* The dm-io client to issue on, shared with its owner, who destroys
+	 * it after the kcopyd client; NULL: one of its own. */
+	struct dm_io_client *io_client;
 };
 
 /*
@@ -50,7 +53,9 @@ struct dm_kcopyd_options {
 struct dm_kcopyd_client *dm_kcopyd_client_create(void);
 
 /*
- * dm_kcopyd_client_create_opts - the same with other sub-job sizes.
+ * dm_kcopyd_client_create_opts - the same with other sub-job sizes, or on
+ * the caller's dm-io client (opts->io_client), so that one program's copies
+ * and its own dm_io() requests (a flush, say) share one client.
  * Returns NULL with errno EINVAL for options out of range.
  */
 struct dm_kcopyd_client *
