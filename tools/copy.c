@@ -66,31 +66,41 @@ struct run {
 	struct job jobs[JOBS_IN_FLIGHT];
 };
 
-int engine_start(struct engine *e)
+/*
+ * Start the dm-io client and, when @kcopyd, a kcopyd client that issues
+ * on it, so that the copy and the final flush share one ring and one
+ * completion thread.  Returns 0, or EXIT_USAGE once the reason is printed.
+ */
+int clients_start(struct clients *c, bool kcopyd)
 {
 	const char *backend = getenv("DMIO_BACKEND");
+	struct dm_kcopyd_options opts = {0};
 	int err;
 
-	e->kc = NULL;
-	e->io = dm_io_client_create();
-	if (e->io)
-		e->kc = dm_kcopyd_client_create();
-	if (e->kc)
+	c->kc = NULL;
+	c->io = dm_io_client_create();
+	if (c->io && !kcopyd)
+		return 0;
+	opts.io_client = c->io;
+	if (c->io)
+		c->kc = dm_kcopyd_client_create_opts(&opts);
+	if (c->kc)
 		return 0;
 	err = errno;
-	dm_io_client_destroy(e->io);
-	e->io = NULL;
+	dm_io_client_destroy(c->io);
+	c->io = NULL;
 	if (err == EINVAL && backend)
 		return fatal(
 			"DMIO_BACKEND='%s' is neither io_uring nor threads",
 			backend);
-	return fatal("cannot start the I/O engine: %s", strerror(err));
+	return fatal("cannot start the I/O clients: %s", strerror(err));
 }
 
-void engine_stop(struct engine *e)
+/* The kcopyd client first: it issues on the dm-io client. */
+void clients_stop(struct clients *c)
 {
-	dm_kcopyd_client_destroy(e->kc);
-	dm_io_client_destroy(e->io);
+	dm_kcopyd_client_destroy(c->kc);
+	dm_io_client_destroy(c->io);
 }
 
 static void on_signal(int sig)
@@ -245,7 +255,7 @@ static struct job *free_job(struct run *run)
 
 /* Start @job (its regions set) with the run's lock held; 0 or kcopyd's
  * refusal. */
-static int start_job(struct engine *e, struct run *run, struct job *job,
+static int start_job(struct clients *c, struct run *run, struct job *job,
 		     struct io_region *dests, unsigned int flags)
 {
 	struct io_region from;
@@ -261,10 +271,10 @@ static int start_job(struct engine *e, struct run *run, struct job *job,
 			run->src->sector +
 				stretch_start(run, job->pos, job->len),
 			job->len};
-		ret = dm_kcopyd_copy_errors(e->kc, &from, job->nr, dests, flags,
+		ret = dm_kcopyd_copy_errors(c->kc, &from, job->nr, dests, flags,
 					    job_done, job, &job->errs);
 	} else {
-		ret = dm_kcopyd_zero_errors(e->kc, job->nr, dests, flags,
+		ret = dm_kcopyd_zero_errors(c->kc, job->nr, dests, flags,
 					    job_done, job, &job->errs);
 	}
 	pthread_mutex_lock(&run->lock);
@@ -325,7 +335,7 @@ static void wait_a_little(struct run *run, struct progress *pg)
 
 /* Can the source's @len sectors at @pos (in issue order) be read?  A
  * plain read, for telling where an unreadable stretch ends. */
-static bool readable(struct engine *e, struct run *run, sector_t pos,
+static bool readable(struct clients *c, struct run *run, sector_t pos,
 		     sector_t len, void *buf)
 {
 	struct io_region where = {
@@ -334,7 +344,7 @@ static bool readable(struct engine *e, struct run *run, sector_t pos,
 	struct dm_io_request req = {
 		.bi_opf = DM_IO_OP_READ,
 		.mem = {.type = DM_IO_KMEM, .ptr.addr = buf},
-		.client = e->io,
+		.client = c->io,
 	};
 
 	return !dm_io(&req, 1, &where, NULL);
@@ -371,7 +381,7 @@ static void note_bad(struct run *run, struct transfer_result *res, sector_t pos,
  * the copy stops at the first, which is noted in @res with the blocks
  * after it that cannot be read either.
  */
-static void rescue(struct engine *e, struct run *run, sector_t pos,
+static void rescue(struct clients *c, struct run *run, sector_t pos,
 		   sector_t len, const struct transfer_opts *o,
 		   unsigned int flags, struct progress *pg,
 		   struct transfer_result *res)
@@ -391,7 +401,7 @@ static void rescue(struct engine *e, struct run *run, sector_t pos,
 		if (!job_regions(run, job, pos, n, dests))
 			break;
 		job->zero_fill = false;
-		res->submit_err = start_job(e, run, job, dests, flags);
+		res->submit_err = start_job(c, run, job, dests, flags);
 		while (!res->submit_err && job->busy)
 			wait_a_little(run, pg);
 		if (res->submit_err || (run->stop_on_error && run->failed))
@@ -412,7 +422,7 @@ static void rescue(struct engine *e, struct run *run, sector_t pos,
 			break;
 		pthread_mutex_unlock(&run->lock);
 		for (q = pos + n;
-		     q < end && !interrupted && !readable(e, run, q, unit, buf);
+		     q < end && !interrupted && !readable(c, run, q, unit, buf);
 		     q += unit)
 			;
 		pthread_mutex_lock(&run->lock);
@@ -425,7 +435,7 @@ static void rescue(struct engine *e, struct run *run, sector_t pos,
 			break;
 		job->zero_fill = true;
 		res->submit_err = start_job(
-			e, run, job, dests,
+			c, run, job, dests,
 			flags & ~(1u << DM_KCOPYD_STOP_ON_READ_ERROR));
 		while (!res->submit_err && job->busy)
 			wait_a_little(run, pg);
@@ -443,7 +453,7 @@ static void rescue(struct engine *e, struct run *run, sector_t pos,
 
 /* One data-less flush over every healthy destination; a failed flush
  * fails its destination, since its data may not be durable. */
-static void flush_destinations(struct engine *e, struct target *dst,
+static void flush_destinations(struct clients *c, struct target *dst,
 			       unsigned int nr)
 {
 	struct io_region where[DM_KCOPYD_MAX_REGIONS];
@@ -451,7 +461,7 @@ static void flush_destinations(struct engine *e, struct target *dst,
 	unsigned int map[DM_KCOPYD_MAX_REGIONS], n = 0, i;
 	struct dm_io_request req = {
 		.bi_opf = DM_IO_OP_FLUSH,
-		.client = e->io,
+		.client = c->io,
 		.region_errors = errs,
 	};
 	unsigned long bits = 0;
@@ -515,7 +525,7 @@ static void settle_destinations(struct run *run, sector_t pos,
  * end when the destination lies above it.  Per-destination errors land
  * in dst[i].err; the rest in @res.
  */
-void transfer(struct engine *e, struct target *src, struct target *dst,
+void transfer(struct clients *c, struct target *src, struct target *dst,
 	      unsigned int nr, const struct transfer_opts *o,
 	      struct progress *pg, struct transfer_result *res)
 {
@@ -590,7 +600,7 @@ void transfer(struct engine *e, struct target *src, struct target *dst,
 				pos += src ? 0 : len;
 				continue;
 			}
-			res->submit_err = start_job(e, &run, job, dests, flags);
+			res->submit_err = start_job(c, &run, job, dests, flags);
 			if (res->submit_err)
 				stop = true;
 			else
@@ -607,7 +617,7 @@ void transfer(struct engine *e, struct target *src, struct target *dst,
 			for (i = 0; run.fails[i].sector != f.sector; i++)
 				;
 			run.fails[i] = run.fails[--run.nr_fails];
-			rescue(e, &run, f.sector, f.count, o, flags, pg, res);
+			rescue(c, &run, f.sector, f.count, o, flags, pg, res);
 			continue;
 		}
 		if (!run.inflight && (stop || pos >= run.span))
@@ -628,7 +638,7 @@ void transfer(struct engine *e, struct target *src, struct target *dst,
 	settle_destinations(&run, pos, o);
 	if (o->durability == DURABLE_FLUSH && res->started) {
 		progress_phase(pg, "flushing");
-		flush_destinations(e, dst, nr);
+		flush_destinations(c, dst, nr);
 	}
 }
 
@@ -636,8 +646,8 @@ void transfer(struct engine *e, struct target *src, struct target *dst,
 
 struct transfer_cli {
 	bool copy; /* else zero */
-	bool quiet, json, no_create, truncate;
-	unsigned int open_flags;
+	bool no_create, truncate;
+	struct common_opts co;
 	struct transfer_opts opts;
 };
 
@@ -668,7 +678,7 @@ static int prepare_destination(struct target *t, const struct target *src,
 		t->create = true;
 		return 0;
 	}
-	ret = target_open(t, c->open_flags);
+	ret = target_open(t, c->co.open_flags);
 	if (ret) {
 		t->err = ret;
 		return 0;
@@ -888,7 +898,7 @@ static int run_transfer(const struct transfer_cli *c, struct target *src,
 			struct target *dst, unsigned int nr)
 {
 	struct transfer_result res = {0};
-	struct engine e = {0};
+	struct clients cl = {0};
 	struct progress pg;
 	const char *verb;
 	char what[256], done[24], total_text[24];
@@ -900,7 +910,7 @@ static int run_transfer(const struct transfer_cli *c, struct target *src,
 
 	catch_signals(&blocked);
 	if (src)
-		status = open_source(src, c->open_flags);
+		status = open_source(src, c->co.open_flags);
 	for (i = 0; !status && i < nr; i++)
 		status = prepare_destination(&dst[i], src, c);
 	if (!status && src)
@@ -909,7 +919,7 @@ static int run_transfer(const struct transfer_cli *c, struct target *src,
 		status = check_truncate(&dst[i]);
 	if (!status) {
 		pthread_sigmask(SIG_BLOCK, &blocked, NULL);
-		status = engine_start(&e);
+		status = clients_start(&cl, true);
 		pthread_sigmask(SIG_UNBLOCK, &blocked, NULL);
 	}
 	if (status)
@@ -927,7 +937,7 @@ static int run_transfer(const struct transfer_cli *c, struct target *src,
 		}
 		ret = target_create(&dst[i],
 				    BYTES(dst[i].sector) + BYTES(src->count),
-				    c->open_flags);
+				    c->co.open_flags);
 		if (ret)
 			dst[i].err = ret;
 		any_failed |= ret != 0;
@@ -936,8 +946,8 @@ static int run_transfer(const struct transfer_cli *c, struct target *src,
 	total = src ? BYTES(src->count) : 0;
 	for (i = 0; !src && i < nr; i++)
 		total += dst[i].err ? 0 : BYTES(dst[i].count);
-	progress_start(&pg, c->copy ? "copied" : "zeroed", total, c->quiet);
-	transfer(&e, src, dst, nr, &c->opts, &pg, &res);
+	progress_start(&pg, c->copy ? "copied" : "zeroed", total, c->co.quiet);
+	transfer(&cl, src, dst, nr, &c->opts, &pg, &res);
 	if (c->truncate && !interrupted)
 		truncate_destinations(dst, nr, src->count);
 	verb = summary(c, dst, nr, &res, what, sizeof(what));
@@ -974,7 +984,7 @@ static int run_transfer(const struct transfer_cli *c, struct target *src,
 			status = EXIT_SOME_FAILED;
 	if (interrupted)
 		status = 128 + interrupted;
-	if (c->json) {
+	if (c->co.json) {
 		print_json(c, src, dst, nr, &res, pg.seconds, status);
 	} else {
 		print_table(c->copy ? "destination" : "region", dst, nr,
@@ -982,7 +992,7 @@ static int run_transfer(const struct transfer_cli *c, struct target *src,
 		print_unreadable(c, &res);
 	}
 out:
-	engine_stop(&e);
+	clients_stop(&cl);
 	free(res.bad);
 	if (src)
 		targets_release(src, 1, false);
@@ -992,63 +1002,51 @@ out:
 	return status;
 }
 
-static int transfer_command(int argc, char *argv[], struct transfer_cli *c,
-			    const struct option *options)
+static int transfer_option(int opt, void *ctx)
+{
+	struct transfer_cli *c = ctx;
+
+	switch (opt) {
+	case OPT_NO_CREATE:
+		c->no_create = true;
+		break;
+	case OPT_IGNORE_ERRORS:
+		c->opts.stop_on_error = false;
+		break;
+	case OPT_STOP_ON_ERROR:
+		c->opts.stop_on_error = true;
+		break;
+	case OPT_FLUSH:
+		c->opts.durability = DURABLE_FLUSH;
+		break;
+	case OPT_FUA:
+		c->opts.durability = DURABLE_FUA;
+		break;
+	case OPT_NO_FLUSH:
+		c->opts.durability = DURABLE_NONE;
+		break;
+	case OPT_NOERROR:
+		c->opts.noerror = true;
+		break;
+	case OPT_TRUNCATE:
+		c->truncate = true;
+		break;
+	default:
+		return EXIT_USAGE;
+	}
+	return GO_ON;
+}
+
+static int transfer_command(int argc, char *argv[], struct transfer_cli *c)
 {
 	struct target *targets;
 	unsigned int nr, first = c->copy ? 1 : 0;
-	int opt, status;
+	int status;
 
 	c->opts.durability = DURABLE_FLUSH;
-	while ((opt = next_option(argc, argv, ":hqp", options)) != -1) {
-		switch (opt) {
-		case 'h':
-			return print_command_help();
-		case 'q':
-			c->quiet = true;
-			break;
-		case 'p':
-			progress_force();
-			break;
-		case OPT_JSON:
-			c->json = true;
-			break;
-		case OPT_DIRECT:
-			c->open_flags |= DM_BDEV_DIRECT;
-			break;
-		case OPT_BUFFERED:
-			c->open_flags |= DM_BDEV_BUFFERED;
-			break;
-		case OPT_NO_CREATE:
-			c->no_create = true;
-			break;
-		case OPT_IGNORE_ERRORS:
-			c->opts.stop_on_error = false;
-			break;
-		case OPT_STOP_ON_ERROR:
-			c->opts.stop_on_error = true;
-			break;
-		case OPT_FLUSH:
-			c->opts.durability = DURABLE_FLUSH;
-			break;
-		case OPT_FUA:
-			c->opts.durability = DURABLE_FUA;
-			break;
-		case OPT_NO_FLUSH:
-			c->opts.durability = DURABLE_NONE;
-			break;
-		case OPT_NOERROR:
-			c->opts.noerror = true;
-			break;
-		case OPT_TRUNCATE:
-			c->truncate = true;
-			break;
-		default:
-			return EXIT_USAGE;
-		}
-	}
-	if (check_open_flags(c->open_flags))
-		return EXIT_USAGE;
+	status = parse_options(argc, argv, &c->co, transfer_option, c);
+	if (status != GO_ON)
+		return status;
 	if (c->opts.noerror && c->opts.stop_on_error)
 		return usage_error(
 			"--noerror and --stop-on-error exclude each other");
@@ -1071,46 +1069,78 @@ static int transfer_command(int argc, char *argv[], struct transfer_cli *c,
 	return status;
 }
 
-int cmd_copy(int argc, char *argv[])
+static int run_copy(int argc, char *argv[])
 {
-	static const struct option options[] = {
-		{"no-create", no_argument, NULL, OPT_NO_CREATE},
-		{"ignore-errors", no_argument, NULL, OPT_IGNORE_ERRORS},
-		{"stop-on-error", no_argument, NULL, OPT_STOP_ON_ERROR},
-		{"noerror", no_argument, NULL, OPT_NOERROR},
-		{"truncate", no_argument, NULL, OPT_TRUNCATE},
-		{"flush", no_argument, NULL, OPT_FLUSH},
-		{"fua", no_argument, NULL, OPT_FUA},
-		{"no-flush", no_argument, NULL, OPT_NO_FLUSH},
-		{"direct", no_argument, NULL, OPT_DIRECT},
-		{"buffered", no_argument, NULL, OPT_BUFFERED},
-		{"quiet", no_argument, NULL, 'q'},
-		{"progress", no_argument, NULL, 'p'},
-		{"json", no_argument, NULL, OPT_JSON},
-		{"help", no_argument, NULL, 'h'},
-		{0},
-	};
 	struct transfer_cli c = {.copy = true};
 
-	return transfer_command(argc, argv, &c, options);
+	return transfer_command(argc, argv, &c);
 }
 
-int cmd_zero(int argc, char *argv[])
+static int run_zero(int argc, char *argv[])
 {
-	static const struct option options[] = {
-		{"ignore-errors", no_argument, NULL, OPT_IGNORE_ERRORS},
-		{"stop-on-error", no_argument, NULL, OPT_STOP_ON_ERROR},
-		{"flush", no_argument, NULL, OPT_FLUSH},
-		{"no-flush", no_argument, NULL, OPT_NO_FLUSH},
-		{"direct", no_argument, NULL, OPT_DIRECT},
-		{"buffered", no_argument, NULL, OPT_BUFFERED},
-		{"quiet", no_argument, NULL, 'q'},
-		{"progress", no_argument, NULL, 'p'},
-		{"json", no_argument, NULL, OPT_JSON},
-		{"help", no_argument, NULL, 'h'},
-		{0},
-	};
 	struct transfer_cli c = {.copy = false};
 
-	return transfer_command(argc, argv, &c, options);
+	return transfer_command(argc, argv, &c);
 }
+
+static const struct cli_option copy_options[] = {
+	{"no-create", no_argument, OPT_NO_CREATE, NULL,
+	 "refuse missing destinations, create nothing"},
+	{"ignore-errors", no_argument, OPT_IGNORE_ERRORS, NULL,
+	 "after a destination fails, keep copying to\n"
+	 "the others (the default)"},
+	{"stop-on-error", no_argument, OPT_STOP_ON_ERROR, NULL,
+	 "stop the whole copy at the first error"},
+	{"noerror", no_argument, OPT_NOERROR, NULL,
+	 "write zeroes for unreadable source blocks\n"
+	 "and go on (default: stop at the first)"},
+	{"truncate", no_argument, OPT_TRUNCATE, NULL,
+	 "end file destinations where the copy ends"},
+	{"flush", no_argument, OPT_FLUSH, NULL,
+	 "flush each destination at the end (default)"},
+	{"fua", no_argument, OPT_FUA, NULL, "make every write durable instead"},
+	{"no-flush", no_argument, OPT_NO_FLUSH, NULL,
+	 "neither: leave durability to the system"},
+	CLI_END,
+};
+
+const struct command copy_command = {
+	.name = "copy",
+	.run = run_copy,
+	.usage =
+		"Usage: dmio copy [OPTIONS] SRC DST...\n"
+		"\n"
+		"Copy region SRC to each of 1..8 regions DST with kcopyd.  SRC "
+		"is\n"
+		"the whole device unless it says otherwise; a DST without "
+		"+COUNT\n"
+		"receives the copy's length at its SECTOR.  Missing "
+		"destination\n"
+		"files are created at the size they need.\n",
+	.options = copy_options,
+	.common = COMMON_DATA,
+};
+
+static const struct cli_option zero_options[] = {
+	{"ignore-errors", no_argument, OPT_IGNORE_ERRORS, NULL,
+	 "after a region fails, keep zeroing the others\n(the default)"},
+	{"stop-on-error", no_argument, OPT_STOP_ON_ERROR, NULL,
+	 "stop at the first error"},
+	{"flush", no_argument, OPT_FLUSH, NULL,
+	 "flush each device at the end (the default)"},
+	{"no-flush", no_argument, OPT_NO_FLUSH, NULL, "do not"},
+	CLI_END,
+};
+
+const struct command zero_command = {
+	.name = "zero",
+	.run = run_zero,
+	.usage = "Usage: dmio zero [OPTIONS] DST...\n"
+		 "\n"
+		 "Zero 1..8 regions with kcopyd, by the devices' write-zeroes "
+		 "where\n"
+		 "they have one.  A DST without +COUNT runs to the end of its "
+		 "device.\n",
+	.options = zero_options,
+	.common = COMMON_DATA,
+};

@@ -75,7 +75,7 @@ static int copy_and_check(struct target *src, struct target *mirrors,
 {
 	struct transfer_opts opts = {.durability = DURABLE_FLUSH};
 	struct transfer_result res;
-	struct engine e = {0};
+	struct clients cl = {0};
 	struct progress copy, cmp;
 	const char *backend, *why;
 	char size[24];
@@ -88,26 +88,26 @@ static int copy_and_check(struct target *src, struct target *mirrors,
 	for (i = 0; i < MIRRORS; i++)
 		mirrors[i].count = src->count;
 	pthread_sigmask(SIG_BLOCK, blocked, NULL);
-	status = engine_start(&e);
+	status = clients_start(&cl, true);
 	pthread_sigmask(SIG_UNBLOCK, blocked, NULL);
 	if (status)
 		return status;
-	backend = dm_io_client_backend(e.io, &why);
+	backend = dm_io_client_backend(cl.io, &why);
 	printf("copying with kcopyd on %s; %s\n", backend, why);
 	fflush(stdout);
 
 	progress_start(&copy, "copied", BYTES(src->count), quiet);
-	transfer(&e, src, mirrors, MIRRORS, &opts, &copy, &res);
+	transfer(&cl, src, mirrors, MIRRORS, &opts, &copy, &res);
 	progress_end(&copy, res.bytes, "to 3 mirrors");
 	if (!interrupted && !res.read_err && !res.submit_err) {
 		printf("comparing each mirror with the source\n");
 		fflush(stdout);
 		progress_start(&cmp, "compared", BYTES(src->count), quiet);
-		ret = compare_regions(&e, src, mirrors, MIRRORS, &cmp,
+		ret = compare_regions(&cl, src, mirrors, MIRRORS, &cmp,
 				      &compared);
 		progress_end(&cmp, compared, "with 3 mirrors");
 	}
-	engine_stop(&e);
+	clients_stop(&cl);
 	if (interrupted)
 		return 128 + interrupted;
 
@@ -180,38 +180,66 @@ static int run_demo(sector_t sectors, bool keep, bool quiet)
 	return status;
 }
 
-int cmd_demo(int argc, char *argv[])
-{
-	static const struct option options[] = {
-		{"size", required_argument, NULL, OPT_SIZE},
-		{"keep", no_argument, NULL, OPT_KEEP},
-		{"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
-	};
-	sector_t sectors = DEFAULT_SECTORS;
-	bool keep = false, quiet = false;
-	int opt;
+struct demo_cli {
+	sector_t sectors;
+	bool keep, quiet;
+};
 
-	while ((opt = next_option(argc, argv, ":hq", options)) != -1) {
-		switch (opt) {
-		case 'h':
-			return print_command_help();
-		case 'q':
-			quiet = true;
-			break;
-		case OPT_SIZE:
-			if (parse_amount(optarg, &sectors) || !sectors)
-				return usage_error("bad size '%s'", optarg);
-			break;
-		case OPT_KEEP:
-			keep = true;
-			break;
-		default:
-			return EXIT_USAGE;
-		}
+static int demo_option(int opt, void *ctx)
+{
+	struct demo_cli *d = ctx;
+
+	switch (opt) {
+	case 'q':
+		d->quiet = true;
+		break;
+	case OPT_SIZE:
+		if (parse_amount(optarg, &d->sectors) || !d->sectors)
+			return usage_error("bad size '%s'", optarg);
+		break;
+	case OPT_KEEP:
+		d->keep = true;
+		break;
+	default:
+		return EXIT_USAGE;
 	}
+	return GO_ON;
+}
+
+static int run(int argc, char *argv[])
+{
+	struct demo_cli d = {.sectors = DEFAULT_SECTORS};
+	struct common_opts co = {0};
+	int status;
+
+	status = parse_options(argc, argv, &co, demo_option, &d);
+	if (status != GO_ON)
+		return status;
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
-	return run_demo(sectors, keep, quiet);
+	return run_demo(d.sectors, d.keep, d.quiet);
 }
+
+static const struct cli_option demo_options[] = {
+	{"size", required_argument, OPT_SIZE, "SIZE",
+	 "source size: sectors, or bytes with K, M, G\n(default 128M)"},
+	{"keep", no_argument, OPT_KEEP, NULL,
+	 "keep the folder and say where it is"},
+	{"quiet", no_argument, 'q', NULL, "no progress bars"},
+	CLI_END,
+};
+
+const struct command demo_command = {
+	.name = "demo",
+	.run = run,
+	.usage = "Usage: dmio demo [OPTIONS]\n"
+		 "\n"
+		 "Make a source image of random data and three mirror images "
+		 "in a\n"
+		 "new folder under $TMPDIR (or /tmp), copy the source to the "
+		 "mirrors\n"
+		 "with kcopyd, verify them, show the results and the "
+		 "throughput, and\n"
+		 "remove the folder, on failure and on Ctrl-C too.\n",
+	.options = demo_options,
+};

@@ -5,6 +5,7 @@
  * command and holds what every command shares: help texts, option errors
  * and messages.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,101 +44,17 @@ static const char general_help[] =
 	"Exit status: 0 all good, 1 a destination failed or differs,\n"
 	"2 usage or source error.  Options: dmio COMMAND --help; dmio(1).\n";
 
-#define COMMON_OPTIONS_HELP                                                    \
-	"      --direct         open files with O_DIRECT too\n"                \
-	"      --buffered       use the page cache, block devices too\n"       \
-	"  -q, --quiet          no progress bar and no summary line\n"         \
-	"  -p, --progress       a progress line every few seconds where\n"     \
-	"                       stderr is not a terminal (JSON with --json)\n" \
-	"      --json           one JSON object instead of the table\n"        \
-	"  -h, --help           this text\n"
-
-static const char copy_help[] =
-	"Usage: dmio copy [OPTIONS] SRC DST...\n"
-	"\n"
-	"Copy region SRC to each of 1..8 regions DST with kcopyd.  SRC is\n"
-	"the whole device unless it says otherwise; a DST without +COUNT\n"
-	"receives the copy's length at its SECTOR.  Missing destination\n"
-	"files are created at the size they need.\n"
-	"\n"
-	"Options:\n"
-	"      --no-create      refuse missing destinations, create nothing\n"
-	"      --ignore-errors  after a destination fails, keep copying to\n"
-	"                       the others (the default)\n"
-	"      --stop-on-error  stop the whole copy at the first error\n"
-	"      --noerror        write zeroes for unreadable source blocks\n"
-	"                       and go on (default: stop at the first)\n"
-	"      --truncate       end file destinations where the copy ends\n"
-	"      --flush          flush each destination at the end (default)\n"
-	"      --fua            make every write durable instead\n"
-	"      --no-flush       neither: leave durability to the "
-	"system\n" COMMON_OPTIONS_HELP;
-
-static const char zero_help[] =
-	"Usage: dmio zero [OPTIONS] DST...\n"
-	"\n"
-	"Zero 1..8 regions with kcopyd, by the devices' write-zeroes where\n"
-	"they have one.  A DST without +COUNT runs to the end of its device.\n"
-	"\n"
-	"Options:\n"
-	"      --ignore-errors  after a region fails, keep zeroing the others\n"
-	"                       (the default)\n"
-	"      --stop-on-error  stop at the first error\n"
-	"      --flush          flush each device at the end (the default)\n"
-	"      --no-flush       do not\n" COMMON_OPTIONS_HELP;
-
-static const char verify_help[] =
-	"Usage: dmio verify [OPTIONS] A B...\n"
-	"\n"
-	"Compare region A with each region B and report \"same\" or the\n"
-	"first differing sector, counted from the start of the regions.\n"
-	"A B without +COUNT is as long as A.\n"
-	"\n"
-	"Options:\n" COMMON_OPTIONS_HELP;
-
-static const char info_help[] =
-	"Usage: dmio info [OPTIONS] SPEC...\n"
-	"\n"
-	"Show what each device is and can do: kind, size, logical block\n"
-	"size, O_DIRECT alignment, maximum transfer, discard and\n"
-	"write-zeroes limits, access mode; and the I/O backend that runs\n"
-	"here, and why.\n"
-	"\n"
-	"Options:\n"
-	"      --direct         open files with O_DIRECT too\n"
-	"      --buffered       use the page cache, block devices too\n"
-	"      --json           one JSON object\n"
-	"  -h, --help           this text\n";
-
-static const char demo_help[] =
-	"Usage: dmio demo [OPTIONS]\n"
-	"\n"
-	"Make a source image of random data and three mirror images in a\n"
-	"new folder under $TMPDIR (or /tmp), copy the source to the mirrors\n"
-	"with kcopyd, verify them, show the results and the throughput, and\n"
-	"remove the folder, on failure and on Ctrl-C too.\n"
-	"\n"
-	"Options:\n"
-	"      --size SIZE      source size: sectors, or bytes with K, M, G\n"
-	"                       (default 128M)\n"
-	"      --keep           keep the folder and say where it is\n"
-	"  -q, --quiet          no progress bars\n"
-	"  -h, --help           this text\n";
-
 static int cmd_help(int argc, char *argv[]);
 
-static const struct command {
-	const char *name;
-	int (*run)(int argc, char *argv[]);
-	const char *help;
-} commands[] = {
-	{.name = "copy", .run = cmd_copy, .help = copy_help},
-	{.name = "zero", .run = cmd_zero, .help = zero_help},
-	{.name = "verify", .run = cmd_verify, .help = verify_help},
-	{.name = "info", .run = cmd_info, .help = info_help},
-	{.name = "demo", .run = cmd_demo, .help = demo_help},
-	{.name = "serve", .run = cmd_serve, .help = serve_help},
-	{.name = "help", .run = cmd_help, .help = general_help},
+static const struct command help_command = {
+	.name = "help",
+	.run = cmd_help,
+	.usage = general_help,
+};
+
+static const struct command *const commands[] = {
+	&copy_command, &zero_command,  &verify_command, &info_command,
+	&demo_command, &serve_command, &help_command,
 };
 
 static const struct command *find_command(const char *name)
@@ -145,8 +62,8 @@ static const struct command *find_command(const char *name)
 	size_t i;
 
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (!strcmp(commands[i].name, name))
-			return &commands[i];
+		if (!strcmp(commands[i]->name, name))
+			return commands[i];
 	return NULL;
 }
 
@@ -216,28 +133,13 @@ void warn(const char *fmt, ...)
 	va_end(ap);
 }
 
-int print_command_help(void)
-{
-	fputs(find_command(command_name)->help, stdout);
-	return EXIT_ALL_GOOD;
-}
-
-/* --direct and --buffered each ask dm_bdev_open() for the opposite. */
-int check_open_flags(unsigned int flags)
-{
-	if (flags & DM_BDEV_DIRECT && flags & DM_BDEV_BUFFERED)
-		return usage_error(
-			"--direct and --buffered exclude each other");
-	return 0;
-}
-
 /*
  * getopt_long() that reports a bad option itself, in one line: returns the
  * option, -1 after the last one, or '?' once the error is printed.
  * @shortopts must start with ':' so that a missing value is told apart.
  */
-int next_option(int argc, char *argv[], const char *shortopts,
-		const struct option *longopts)
+static int next_option(int argc, char *argv[], const char *shortopts,
+		       const struct option *longopts)
 {
 	const char *bad;
 	int opt, len;
@@ -264,6 +166,162 @@ int next_option(int argc, char *argv[], const char *shortopts,
 	return '?';
 }
 
+/* The common options, each with the COMMON_ flag that brings it. */
+static const struct common_option {
+	unsigned int flag;
+	struct cli_option opt;
+} common_options[] = {
+	{COMMON_OPEN,
+	 {"direct", no_argument, OPT_DIRECT, NULL,
+	  "open files with O_DIRECT too"}},
+	{COMMON_OPEN,
+	 {"buffered", no_argument, OPT_BUFFERED, NULL,
+	  "use the page cache, block devices too"}},
+	{COMMON_QUIET,
+	 {"quiet", no_argument, 'q', NULL,
+	  "no progress bar and no summary line"}},
+	{COMMON_PROGRESS,
+	 {"progress", no_argument, 'p', NULL,
+	  "a progress line every few seconds where\n"
+	  "stderr is not a terminal (JSON with --json)"}},
+	{COMMON_JSON,
+	 {"json", no_argument, OPT_JSON, NULL,
+	  "one JSON object instead of text"}},
+};
+
+static const struct cli_option help_option = {"help", no_argument, 'h', NULL,
+					      "this text"};
+
+#define NR_COMMON   (sizeof(common_options) / sizeof(common_options[0]))
+#define MAX_OPTIONS 48 /* of one command, all told */
+
+static bool is_end(const struct cli_option *o)
+{
+	return !o->name && !o->help;
+}
+
+static bool has_short(const struct cli_option *o)
+{
+	return o->val > 0 && o->val < 0x80 && isalpha(o->val);
+}
+
+/* The options @cmd takes in the order its help lists them: its own up to
+ * its first heading, the common ones, -h, then the rest of its own.
+ * Returns how many are in @list. */
+static unsigned int command_options(const struct command *cmd,
+				    const struct cli_option **list)
+{
+	const struct cli_option *own = cmd->options, *o;
+	unsigned int n = 0, i;
+
+	for (o = own; o && !is_end(o) && o->name && n < MAX_OPTIONS - 1; o++)
+		list[n++] = o;
+	for (i = 0; i < NR_COMMON && n < MAX_OPTIONS - 1; i++)
+		if (cmd->common & common_options[i].flag)
+			list[n++] = &common_options[i].opt;
+	list[n++] = &help_option;
+	for (; o && !is_end(o) && n < MAX_OPTIONS; o++)
+		list[n++] = o;
+	return n;
+}
+
+static int option_label(const struct cli_option *o, char *buf, size_t len)
+{
+	return snprintf(buf, len, "%s%c%s--%s%s%s",
+			has_short(o) ? "  -" : "   ",
+			has_short(o) ? o->val : ' ', has_short(o) ? ", " : "  ",
+			o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+}
+
+/* A command's help: its usage, then a line per option from its table,
+ * the texts in one column. */
+static void print_help(const struct command *cmd)
+{
+	const struct cli_option *list[MAX_OPTIONS];
+	unsigned int n, i;
+	char label[80];
+	int col = 23, len;
+	const char *h;
+
+	fputs(cmd->usage, stdout);
+	if (cmd == &help_command)
+		return;
+	n = command_options(cmd, list);
+	for (i = 0; i < n; i++) {
+		len = list[i]->name
+			      ? option_label(list[i], label, sizeof(label))
+			      : 0;
+		col = len + 1 > col ? len + 1 : col;
+	}
+	printf("\nOptions:\n");
+	for (i = 0; i < n; i++) {
+		if (!list[i]->name) {
+			printf("\n%s\n", list[i]->help);
+			continue;
+		}
+		len = option_label(list[i], label, sizeof(label));
+		printf("%s%*s", label, col - len, "");
+		for (h = list[i]->help; *h; h++)
+			if (*h == '\n')
+				printf("\n%*s", col, "");
+			else
+				putchar(*h);
+		putchar('\n');
+	}
+}
+
+int parse_options(int argc, char *argv[], struct common_opts *co,
+		  int (*own)(int opt, void *ctx), void *ctx)
+{
+	const struct command *cmd = find_command(command_name);
+	const struct cli_option *list[MAX_OPTIONS];
+	struct option longopts[MAX_OPTIONS + 1] = {{0}};
+	char shortopts[2 * MAX_OPTIONS + 2] = ":";
+	size_t ns = 1;
+	unsigned int n, i, k = 0;
+	int opt, status;
+
+	n = command_options(cmd, list);
+	for (i = 0; i < n; i++) {
+		if (!list[i]->name)
+			continue;
+		longopts[k++] = (struct option){list[i]->name, list[i]->has_arg,
+						NULL, list[i]->val};
+		if (!has_short(list[i]))
+			continue;
+		shortopts[ns++] = (char)list[i]->val;
+		if (list[i]->has_arg == required_argument)
+			shortopts[ns++] = ':';
+	}
+	shortopts[ns] = 0;
+	while ((opt = next_option(argc, argv, shortopts, longopts)) != -1) {
+		if (opt == '?')
+			return EXIT_USAGE;
+		if (opt == 'h') {
+			print_help(cmd);
+			return EXIT_ALL_GOOD;
+		}
+		if (opt == OPT_DIRECT && cmd->common & COMMON_OPEN)
+			co->open_flags |= DM_BDEV_DIRECT;
+		else if (opt == OPT_BUFFERED && cmd->common & COMMON_OPEN)
+			co->open_flags |= DM_BDEV_BUFFERED;
+		else if (opt == 'q' && cmd->common & COMMON_QUIET)
+			co->quiet = true;
+		else if (opt == 'p' && cmd->common & COMMON_PROGRESS)
+			progress_force();
+		else if (opt == OPT_JSON && cmd->common & COMMON_JSON)
+			co->json = true;
+		else if ((status = own ? own(opt, ctx) : EXIT_USAGE) != GO_ON)
+			return status;
+	}
+	/* --direct and --buffered each ask dm_bdev_open() for the opposite. */
+	if (co->open_flags & DM_BDEV_DIRECT &&
+	    co->open_flags & DM_BDEV_BUFFERED)
+		return usage_error(
+			"--direct and --buffered exclude each other");
+	return GO_ON;
+}
+
 static int cmd_help(int argc, char *argv[])
 {
 	const struct command *cmd;
@@ -278,7 +336,7 @@ static int cmd_help(int argc, char *argv[])
 	cmd = find_command(argv[1]);
 	if (!cmd)
 		return usage_error("unknown command '%s'", argv[1]);
-	fputs(cmd->help, stdout);
+	print_help(cmd);
 	return EXIT_ALL_GOOD;
 }
 

@@ -2,7 +2,7 @@
 /*
  * dmio - the command-line face of libdmio.  Declarations shared by the
  * tool's files: the regions named on the command line (spec.c), the copy
- * engine (copy.c), progress reporting (progress.c) and output (report.c).
+ * loop (copy.c), progress reporting (progress.c) and output (report.c).
  * The tool uses the library's public API only.
  */
 #ifndef DMIO_TOOL_H
@@ -64,6 +64,45 @@ enum long_option {
 	OPT_TRUNCATE,
 };
 
+/* One option of a command: what getopt_long() needs, and its help line.
+ * An entry with no name but a help text is a heading ("Control
+ * commands:"); CLI_END ends the table. */
+struct cli_option {
+	const char *name; /* the long name */
+	int has_arg;	  /* no_argument or required_argument */
+	int val;	  /* its short letter, or an OPT_ value */
+	const char *arg;  /* the value's name in the help ("SIZE"), or NULL */
+	const char *help; /* a '\n' continues on the next line */
+};
+#define CLI_END                                                                \
+	{                                                                      \
+		NULL, 0, 0, NULL, NULL                                         \
+	}
+
+/* The flags several commands take, parsed by parse_options() itself. */
+#define COMMON_OPEN	(1u << 0) /* --direct, --buffered */
+#define COMMON_QUIET	(1u << 1) /* -q, --quiet */
+#define COMMON_PROGRESS (1u << 2) /* -p, --progress */
+#define COMMON_JSON	(1u << 3) /* --json */
+#define COMMON_DATA	(COMMON_OPEN | COMMON_QUIET | COMMON_PROGRESS | COMMON_JSON)
+
+struct common_opts {
+	unsigned int open_flags; /* DM_BDEV_DIRECT, DM_BDEV_BUFFERED */
+	bool quiet, json;
+};
+
+/* A command: its code, its help and its options, in its own file. */
+struct command {
+	const char *name;
+	int (*run)(int argc, char *argv[]);
+	const char *usage;		  /* the help up to its options */
+	const struct cli_option *options; /* its own; NULL: none */
+	unsigned int common;		  /* the COMMON_ flags it takes */
+};
+
+extern const struct command copy_command, zero_command, verify_command,
+	info_command, demo_command, serve_command;
+
 /* dmio.c: messages in the name of the command being run, and options. */
 /* The signal catch_signals() caught: atomic, not sig_atomic_t, because
  * the handler may run on any thread that leaves the signal unblocked (a
@@ -73,11 +112,20 @@ extern atomic_int interrupted;
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-int print_command_help(void);
-int check_open_flags(unsigned int flags);
-int next_option(int argc, char *argv[], const char *shortopts,
-		const struct option *longopts);
 bool json_requested(void);
+
+/* parse_options() and an option handler: go on with the next option. */
+#define GO_ON (-1)
+
+/*
+ * Parse the options of the command being run: -h, and the common ones it
+ * takes into @co; its own through @own(opt, @ctx) with optarg set, which
+ * returns GO_ON or a status to exit with.  Returns GO_ON with optind at
+ * the first argument, else the status to exit with: 0 after the help,
+ * EXIT_USAGE once a bad option is reported in one line.
+ */
+int parse_options(int argc, char *argv[], struct common_opts *co,
+		  int (*own)(int opt, void *ctx), void *ctx);
 
 /* spec.c */
 int parse_amount(const char *s, sector_t *sectors);
@@ -121,10 +169,11 @@ const char *copy_result(const struct target *t, char *buf, size_t len);
 const char *verify_result(const struct target *t, char *buf, size_t len);
 const char *error_text(int err);
 
-/* copy.c: the I/O clients every command that moves data runs on. */
-struct engine {
-	struct dm_kcopyd_client *kc;
+/* copy.c: the I/O clients every command that moves data runs on: one
+ * dm-io client, which the kcopyd client (when there is one) issues on. */
+struct clients {
 	struct dm_io_client *io;
+	struct dm_kcopyd_client *kc;
 };
 
 enum durability {
@@ -155,15 +204,13 @@ struct transfer_result {
 	unsigned int nr_bad;
 };
 
-int engine_start(struct engine *e);
-void engine_stop(struct engine *e);
+int clients_start(struct clients *c, bool kcopyd);
+void clients_stop(struct clients *c);
 void catch_signals(sigset_t *blocked);
 int overlap_side(const struct target *src, const struct target *dst);
-void transfer(struct engine *e, struct target *src, struct target *dst,
+void transfer(struct clients *c, struct target *src, struct target *dst,
 	      unsigned int nr, const struct transfer_opts *o,
 	      struct progress *pg, struct transfer_result *res);
-int cmd_copy(int argc, char *argv[]);
-int cmd_zero(int argc, char *argv[]);
 
 /* writeback.c: write-behind for buffered block-device destinations of a
  * copy; NULL (nothing to do) is a valid handle for the other two. */
@@ -173,16 +220,7 @@ void writeback_job_done(struct writeback *wb, sector_t off, sector_t len);
 void writeback_end(struct writeback *wb);
 
 /* verify.c */
-int compare_regions(struct engine *e, struct target *a, struct target *b,
+int compare_regions(struct clients *c, struct target *a, struct target *b,
 		    unsigned int nr, struct progress *pg, uint64_t *compared);
-int cmd_verify(int argc, char *argv[]);
-
-/* info.c, demo.c */
-int cmd_info(int argc, char *argv[]);
-int cmd_demo(int argc, char *argv[]);
-
-/* serve.c: start nbdkit-dmio-plugin, or talk to its control socket. */
-extern const char serve_help[];
-int cmd_serve(int argc, char *argv[]);
 
 #endif /* DMIO_TOOL_H */

@@ -86,40 +86,21 @@ static const char *probe_backend(struct dm_io_client **io, const char **why)
 	return dm_io_client_backend(*io, why);
 }
 
-int cmd_info(int argc, char *argv[])
+static int run(int argc, char *argv[])
 {
-	static const struct option options[] = {
-		{"direct", no_argument, NULL, OPT_DIRECT},
-		{"buffered", no_argument, NULL, OPT_BUFFERED},
-		{"json", no_argument, NULL, OPT_JSON},
-		{"help", no_argument, NULL, 'h'},
-		{0},
-	};
-	unsigned int flags = 0;
+	struct common_opts co = {0};
 	struct dm_io_client *io;
 	const char *backend, *why;
-	bool json = false;
-	int opt, i, status = 0;
+	unsigned int flags;
+	bool json;
+	int i, status;
 
-	while ((opt = next_option(argc, argv, ":h", options)) != -1) {
-		switch (opt) {
-		case 'h':
-			return print_command_help();
-		case OPT_JSON:
-			json = true;
-			break;
-		case OPT_DIRECT:
-			flags |= DM_BDEV_DIRECT;
-			break;
-		case OPT_BUFFERED:
-			flags |= DM_BDEV_BUFFERED;
-			break;
-		default:
-			return EXIT_USAGE;
-		}
-	}
-	if (check_open_flags(flags))
-		return EXIT_USAGE;
+	status = parse_options(argc, argv, &co, NULL, NULL);
+	if (status != GO_ON)
+		return status;
+	flags = co.open_flags;
+	json = co.json;
+	status = 0;
 	if (optind >= argc)
 		return usage_error("missing device");
 
@@ -162,3 +143,17 @@ int cmd_info(int argc, char *argv[])
 	dm_io_client_destroy(io);
 	return status;
 }
+
+const struct command info_command = {
+	.name = "info",
+	.run = run,
+	.usage = "Usage: dmio info [OPTIONS] SPEC...\n"
+		 "\n"
+		 "Show what each device is and can do: kind, size, logical "
+		 "block\n"
+		 "size, O_DIRECT alignment, maximum transfer, discard and\n"
+		 "write-zeroes limits, access mode; and the I/O backend that "
+		 "runs\n"
+		 "here, and why.\n",
+	.common = COMMON_OPEN | COMMON_JSON,
+};

@@ -20,51 +20,6 @@
 #define DMIO_NBDKIT_PLUGIN "nbdkit-dmio-plugin.so"
 #endif
 
-const char serve_help[] =
-	"Usage: dmio serve [OPTIONS] LEG...\n"
-	"       dmio serve --status [--json] CONTROL\n"
-	"       dmio serve --fail LEG | --remove LEG | --add LEG | --scrub |\n"
-	"                  --set-rate RATE  CONTROL\n"
-	"\n"
-	"Serve 1..8 legs (files, block devices, NBD URIs) as one mirrored\n"
-	"NBD export: nbdkit with nbdkit-dmio-plugin, in the foreground.\n"
-	"Writes go to every leg, reads to one with failover; a failed leg\n"
-	"is dropped and resynced from the others with kcopyd when it is\n"
-	"added back.  The last 4 KiB of each leg hold its superblock.\n"
-	"With CONTROL (a running server's control socket) and a command,\n"
-	"ask the server and print its answer.\n"
-	"\n"
-	"Options:\n"
-	"      --socket PATH      serve on a Unix socket (control socket:\n"
-	"                         PATH.ctl unless --control says)\n"
-	"      --port N           serve on TCP port N (default 10809)\n"
-	"      --control PATH     the control socket\n"
-	"      --log FILE         keep the dirty-region log in FILE\n"
-	"                         (default: in memory; a restart resyncs\n"
-	"                         all after a crash)\n"
-	"      --region-size SIZE dirty-log region (default 512K)\n"
-	"      --resync-rate RATE resync and scrub bytes per second, with\n"
-	"                         K, M, G (default: no limit)\n"
-	"      --leg-timeout MS   fail an NBD leg silent for MS (default "
-	"5000)\n"
-	"      --read-policy P    round-robin (default) or least-loaded\n"
-	"      --primary LEG      the leg whose data wins (split brain)\n"
-	"      --nosync           trust the legs to be equal at start\n"
-	"      --verify           scrub (compare the legs) once in sync\n"
-	"      --threads N        nbdkit's worker threads\n"
-	"      --run CMD          run CMD ($uri set), stop when it ends\n"
-	"      --direct           open files with O_DIRECT too\n"
-	"      --buffered         use the page cache, block devices too\n"
-	"  -h, --help             this text\n"
-	"\n"
-	"Control commands:\n"
-	"      --status [--json]  legs, states, errors, resync, scrub, log\n"
-	"      --fail LEG         mark a leg (index or spec) failed\n"
-	"      --remove LEG       fail it and drop it\n"
-	"      --add LEG          add a new leg or bring a failed one back\n"
-	"      --scrub            compare the legs online\n"
-	"      --set-rate RATE    change the resync and scrub rate\n";
-
 enum serve_option {
 	SOPT_SOCKET = 0x200,
 	SOPT_PORT,
@@ -85,33 +40,6 @@ enum serve_option {
 	SOPT_ADD,
 	SOPT_SCRUB,
 	SOPT_SET_RATE,
-};
-
-static const struct option serve_options[] = {
-	{"socket", required_argument, NULL, SOPT_SOCKET},
-	{"port", required_argument, NULL, SOPT_PORT},
-	{"control", required_argument, NULL, SOPT_CONTROL},
-	{"log", required_argument, NULL, SOPT_LOG},
-	{"region-size", required_argument, NULL, SOPT_REGION_SIZE},
-	{"resync-rate", required_argument, NULL, SOPT_RESYNC_RATE},
-	{"leg-timeout", required_argument, NULL, SOPT_LEG_TIMEOUT},
-	{"read-policy", required_argument, NULL, SOPT_READ_POLICY},
-	{"primary", required_argument, NULL, SOPT_PRIMARY},
-	{"nosync", no_argument, NULL, SOPT_NOSYNC},
-	{"verify", no_argument, NULL, SOPT_VERIFY},
-	{"threads", required_argument, NULL, SOPT_THREADS},
-	{"run", required_argument, NULL, SOPT_RUN},
-	{"direct", no_argument, NULL, OPT_DIRECT},
-	{"buffered", no_argument, NULL, OPT_BUFFERED},
-	{"status", no_argument, NULL, SOPT_STATUS},
-	{"json", no_argument, NULL, OPT_JSON},
-	{"fail", required_argument, NULL, SOPT_FAIL},
-	{"remove", required_argument, NULL, SOPT_REMOVE},
-	{"add", required_argument, NULL, SOPT_ADD},
-	{"scrub", no_argument, NULL, SOPT_SCRUB},
-	{"set-rate", required_argument, NULL, SOPT_SET_RATE},
-	{"help", no_argument, NULL, 'h'},
-	{NULL, 0, NULL, 0},
 };
 
 /* Bytes with an optional K, M, G or T suffix (powers of 1024). */
@@ -261,192 +189,266 @@ static void add(struct nbdkit_args *a, const char *fmt, const char *value)
 	a->v[a->n++] = s;
 }
 
-int cmd_serve(int argc, char *argv[])
-{
-	struct nbdkit_args a = {0};
-	const char *socket = NULL, *port = NULL, *ctl = NULL, *threads = NULL,
-		   *run = NULL, *plugin = getenv("DMIO_NBDKIT_PLUGIN");
-	unsigned long long v;
-	char line[4200];
-	bool json = false, status = false;
-	unsigned int flags = 0;
-	unsigned int n_own = 0;
-	int opt, i, ret;
+struct serve_cli {
+	struct nbdkit_args a;
+	const char *socket, *port, *ctl, *threads, *run;
+	bool json, status;
+	char line[4200]; /* a control command */
+};
 
-	a.v[a.n++] = "nbdkit";
-	a.v[a.n++] = "-f"; /* the foreground: "dmio serve" is the server */
-	a.v[a.n++] = (char *)(plugin && *plugin ? plugin : DMIO_NBDKIT_PLUGIN);
-	line[0] = 0;
-	while ((opt = next_option(argc, argv, ":h", serve_options)) != -1) {
-		switch (opt) {
-		case 'h':
-			return print_command_help();
-		case SOPT_SOCKET:
-			socket = optarg;
-			break;
-		case SOPT_PORT:
-			if (parse_uint(optarg, 65535, &v) || !v)
-				return usage_error("bad --port '%s'", optarg);
-			port = optarg;
-			break;
-		case SOPT_CONTROL:
-			ctl = optarg;
-			break;
-		case SOPT_LOG:
-			add(&a, "log=%s", optarg);
-			break;
-		case SOPT_REGION_SIZE:
-			if (parse_bytes(optarg, &v) || v < 4096 ||
-			    v > (1u << 30) || (v & (v - 1)))
-				return usage_error("--region-size: a power of "
-						   "two from 4K to 1G, not "
-						   "'%s'",
-						   optarg);
-			add(&a, "region-size=%s", optarg);
-			break;
-		case SOPT_RESYNC_RATE:
-			if (parse_bytes(optarg, &v))
-				return usage_error("bad --resync-rate '%s'",
-						   optarg);
-			add(&a, "resync-rate=%s", optarg);
-			break;
-		case SOPT_LEG_TIMEOUT:
-			if (parse_uint(optarg, 86400000, &v))
-				return usage_error("bad --leg-timeout '%s' "
-						   "(milliseconds)",
-						   optarg);
-			add(&a, "leg-timeout=%s", optarg);
-			break;
-		case SOPT_READ_POLICY:
-			if (strcmp(optarg, "round-robin") &&
-			    strcmp(optarg, "least-loaded"))
-				return usage_error("--read-policy: round-robin "
-						   "or least-loaded, not '%s'",
-						   optarg);
-			add(&a, "read-policy=%s", optarg);
-			break;
-		case SOPT_PRIMARY:
-			add(&a, "primary=%s", optarg);
-			break;
-		case SOPT_NOSYNC:
-			add(&a, "%s", "nosync=true");
-			break;
-		case SOPT_VERIFY:
-			add(&a, "%s", "verify=true");
-			break;
-		case SOPT_THREADS:
-			if (parse_uint(optarg, 1024, &v) || !v)
-				return usage_error("bad --threads '%s'",
-						   optarg);
-			threads = optarg;
-			break;
-		case SOPT_RUN:
-			run = optarg;
-			break;
-		case OPT_DIRECT:
-			flags |= DM_BDEV_DIRECT;
-			add(&a, "%s", "direct=true");
-			break;
-		case OPT_BUFFERED:
-			flags |= DM_BDEV_BUFFERED;
-			add(&a, "%s", "buffered=true");
-			break;
-		case OPT_JSON:
-			json = true;
-			break;
-		case SOPT_STATUS:
-			status = true;
-			break;
-		case SOPT_FAIL:
-		case SOPT_REMOVE:
-		case SOPT_ADD:
-			if (strchr(optarg, '\n'))
-				return usage_error("a leg name has no newline");
-			snprintf(line, sizeof(line), "%s %s\n",
-				 opt == SOPT_FAIL     ? "fail"
-				 : opt == SOPT_REMOVE ? "remove"
-						      : "add",
-				 optarg);
-			break;
-		case SOPT_SCRUB:
-			snprintf(line, sizeof(line), "verify\n");
-			break;
-		case SOPT_SET_RATE:
-			if (parse_bytes(optarg, &v))
-				return usage_error("bad --set-rate '%s'",
-						   optarg);
-			snprintf(line, sizeof(line), "rate %llu\n", v);
-			break;
-		default:
-			return EXIT_USAGE;
-		}
+static int serve_option(int opt, void *ctx)
+{
+	struct serve_cli *c = ctx;
+	struct nbdkit_args *a = &c->a;
+	unsigned long long v;
+
+	switch (opt) {
+	case SOPT_SOCKET:
+		c->socket = optarg;
+		break;
+	case SOPT_PORT:
+		if (parse_uint(optarg, 65535, &v) || !v)
+			return usage_error("bad --port '%s'", optarg);
+		c->port = optarg;
+		break;
+	case SOPT_CONTROL:
+		c->ctl = optarg;
+		break;
+	case SOPT_LOG:
+		add(a, "log=%s", optarg);
+		break;
+	case SOPT_REGION_SIZE:
+		if (parse_bytes(optarg, &v) || v < 4096 || v > (1u << 30) ||
+		    (v & (v - 1)))
+			return usage_error("--region-size: a power of two from "
+					   "4K to 1G, not '%s'",
+					   optarg);
+		add(a, "region-size=%s", optarg);
+		break;
+	case SOPT_RESYNC_RATE:
+		if (parse_bytes(optarg, &v))
+			return usage_error("bad --resync-rate '%s'", optarg);
+		add(a, "resync-rate=%s", optarg);
+		break;
+	case SOPT_LEG_TIMEOUT:
+		if (parse_uint(optarg, 86400000, &v))
+			return usage_error("bad --leg-timeout '%s' "
+					   "(milliseconds)",
+					   optarg);
+		add(a, "leg-timeout=%s", optarg);
+		break;
+	case SOPT_READ_POLICY:
+		if (strcmp(optarg, "round-robin") &&
+		    strcmp(optarg, "least-loaded"))
+			return usage_error("--read-policy: round-robin or "
+					   "least-loaded, not '%s'",
+					   optarg);
+		add(a, "read-policy=%s", optarg);
+		break;
+	case SOPT_PRIMARY:
+		add(a, "primary=%s", optarg);
+		break;
+	case SOPT_NOSYNC:
+		add(a, "%s", "nosync=true");
+		break;
+	case SOPT_VERIFY:
+		add(a, "%s", "verify=true");
+		break;
+	case SOPT_THREADS:
+		if (parse_uint(optarg, 1024, &v) || !v)
+			return usage_error("bad --threads '%s'", optarg);
+		c->threads = optarg;
+		break;
+	case SOPT_RUN:
+		c->run = optarg;
+		break;
+	case OPT_JSON:
+		c->json = true;
+		break;
+	case SOPT_STATUS:
+		c->status = true;
+		break;
+	case SOPT_FAIL:
+	case SOPT_REMOVE:
+	case SOPT_ADD:
+		if (strchr(optarg, '\n'))
+			return usage_error("a leg name has no newline");
+		snprintf(c->line, sizeof(c->line), "%s %s\n",
+			 opt == SOPT_FAIL     ? "fail"
+			 : opt == SOPT_REMOVE ? "remove"
+					      : "add",
+			 optarg);
+		break;
+	case SOPT_SCRUB:
+		snprintf(c->line, sizeof(c->line), "verify\n");
+		break;
+	case SOPT_SET_RATE:
+		if (parse_bytes(optarg, &v))
+			return usage_error("bad --set-rate '%s'", optarg);
+		snprintf(c->line, sizeof(c->line), "rate %llu\n", v);
+		break;
+	default:
+		return EXIT_USAGE;
 	}
-	if (status && line[0])
-		return usage_error("one control command at a time");
-	if (status)
-		return control(argc, argv, json ? "status json\n" : "status\n");
-	if (line[0])
-		return control(argc, argv, line);
-	if (json)
-		return usage_error("--json goes with --status");
-	ret = check_open_flags(flags);
-	if (ret)
+	return GO_ON;
+}
+
+static int run_serve(int argc, char *argv[])
+{
+	static struct serve_cli c; /* big; one per process */
+	const char *plugin = getenv("DMIO_NBDKIT_PLUGIN");
+	struct nbdkit_args *a = &c.a;
+	struct common_opts co = {0};
+	unsigned int n_own = 0;
+	int i, ret;
+
+	a->v[a->n++] = "nbdkit";
+	a->v[a->n++] = "-f"; /* the foreground: "dmio serve" is the server */
+	a->v[a->n++] =
+		(char *)(plugin && *plugin ? plugin : DMIO_NBDKIT_PLUGIN);
+	ret = parse_options(argc, argv, &co, serve_option, &c);
+	if (ret != GO_ON)
 		return ret;
+	if (co.open_flags & DM_BDEV_DIRECT)
+		add(a, "%s", "direct=true");
+	if (co.open_flags & DM_BDEV_BUFFERED)
+		add(a, "%s", "buffered=true");
+	if (c.status && c.line[0])
+		return usage_error("one control command at a time");
+	if (c.status)
+		return control(argc, argv,
+			       c.json ? "status json\n" : "status\n");
+	if (c.line[0])
+		return control(argc, argv, c.line);
+	if (c.json)
+		return usage_error("--json goes with --status");
 	if (optind == argc)
 		return usage_error("missing the legs");
 	if (argc - optind > DM_KCOPYD_MAX_REGIONS)
 		return usage_error("at most %d legs", DM_KCOPYD_MAX_REGIONS);
-	if (socket && port)
+	if (c.socket && c.port)
 		return usage_error("--socket and --port exclude each other");
 	for (i = optind; i < argc; i++)
-		add(&a, "leg=%s", argv[i]);
-	if (!ctl && socket) {
-		snprintf(line, sizeof(line), "%s.ctl", socket);
-		ctl = line;
+		add(a, "leg=%s", argv[i]);
+	if (!c.ctl && c.socket) {
+		snprintf(c.line, sizeof(c.line), "%s.ctl", c.socket);
+		c.ctl = c.line;
 	}
-	if (ctl)
-		add(&a, "control=%s", ctl);
-	if (a.overflow)
+	if (c.ctl)
+		add(a, "control=%s", c.ctl);
+	if (a->overflow)
 		return fatal("too many options");
 	/* nbdkit's own options go before the plugin. */
 	{
 		char *own[8];
 		unsigned int n = 0, k;
 
-		if (socket) {
+		if (c.socket) {
 			own[n++] = "-U";
-			own[n++] = (char *)socket;
-		} else if (port) {
+			own[n++] = (char *)c.socket;
+		} else if (c.port) {
 			own[n++] = "-p";
-			own[n++] = (char *)port;
+			own[n++] = (char *)c.port;
 		}
-		if (threads) {
+		if (c.threads) {
 			own[n++] = "-t";
-			own[n++] = (char *)threads;
+			own[n++] = (char *)c.threads;
 		}
-		if (run) {
+		if (c.run) {
 			own[n++] = "--run";
-			own[n++] = (char *)run;
+			own[n++] = (char *)c.run;
 		}
-		if (a.n + n > MAX_ARGS)
+		if (a->n + n > MAX_ARGS)
 			return fatal("too many options");
-		memmove(a.v + 2 + n, a.v + 2, (a.n - 2) * sizeof(a.v[0]));
+		memmove(a->v + 2 + n, a->v + 2, (a->n - 2) * sizeof(a->v[0]));
 		for (k = 0; k < n; k++)
-			a.v[2 + k] = own[k];
-		a.n += n;
-		a.v[a.n] = NULL;
+			a->v[2 + k] = own[k];
+		a->n += n;
+		a->v[a->n] = NULL;
 		n_own = n;
 	}
 	if (!on_path("nbdkit"))
 		return fatal("nbdkit is not installed (Debian: apt-get "
 			     "install nbdkit)");
-	if (strchr(a.v[2 + n_own], '/') && access(a.v[2 + n_own], R_OK))
+	if (strchr(a->v[2 + n_own], '/') && access(a->v[2 + n_own], R_OK))
 		return fatal("%s: %s (the plugin; DMIO_NBDKIT_PLUGIN names "
 			     "another)",
-			     a.v[2 + n_own], strerror(errno));
-	if (socket)
-		remove_stale_socket(socket);
+			     a->v[2 + n_own], strerror(errno));
+	if (c.socket)
+		remove_stale_socket(c.socket);
 	fflush(stdout);
-	execvp("nbdkit", a.v);
+	execvp("nbdkit", a->v);
 	return fatal("running nbdkit: %s", strerror(errno));
 }
+
+static const struct cli_option serve_options[] = {
+	{"socket", required_argument, SOPT_SOCKET, "PATH",
+	 "serve on a Unix socket (control socket:\nPATH.ctl unless --control "
+	 "says)"},
+	{"port", required_argument, SOPT_PORT, "N",
+	 "serve on TCP port N (default 10809)"},
+	{"control", required_argument, SOPT_CONTROL, "PATH",
+	 "the control socket"},
+	{"log", required_argument, SOPT_LOG, "FILE",
+	 "keep the dirty-region log in FILE\n(default: in memory; a restart "
+	 "resyncs\nall after a crash)"},
+	{"region-size", required_argument, SOPT_REGION_SIZE, "SIZE",
+	 "dirty-log region (default 512K)"},
+	{"resync-rate", required_argument, SOPT_RESYNC_RATE, "RATE",
+	 "resync and scrub bytes per second, with\nK, M, G (default: no "
+	 "limit)"},
+	{"leg-timeout", required_argument, SOPT_LEG_TIMEOUT, "MS",
+	 "fail an NBD leg silent for MS (default 5000)"},
+	{"read-policy", required_argument, SOPT_READ_POLICY, "P",
+	 "round-robin (default) or least-loaded"},
+	{"primary", required_argument, SOPT_PRIMARY, "LEG",
+	 "the leg whose data wins (split brain)"},
+	{"nosync", no_argument, SOPT_NOSYNC, NULL,
+	 "trust the legs to be equal at start"},
+	{"verify", no_argument, SOPT_VERIFY, NULL,
+	 "scrub (compare the legs) once in sync"},
+	{"threads", required_argument, SOPT_THREADS, "N",
+	 "nbdkit's worker threads"},
+	{"run", required_argument, SOPT_RUN, "CMD",
+	 "run CMD ($uri set), stop when it ends"},
+	{NULL, 0, 0, NULL, "Control commands:"},
+	{"status", no_argument, SOPT_STATUS, NULL,
+	 "legs, states, errors, resync, scrub, log"},
+	{"json", no_argument, OPT_JSON, NULL, "with --status: one JSON object"},
+	{"fail", required_argument, SOPT_FAIL, "LEG",
+	 "mark a leg (index or spec) failed"},
+	{"remove", required_argument, SOPT_REMOVE, "LEG",
+	 "fail it and drop it"},
+	{"add", required_argument, SOPT_ADD, "LEG",
+	 "add a new leg or bring a failed one back"},
+	{"scrub", no_argument, SOPT_SCRUB, NULL, "compare the legs online"},
+	{"set-rate", required_argument, SOPT_SET_RATE, "RATE",
+	 "change the resync and scrub rate"},
+	CLI_END,
+};
+
+const struct command serve_command = {
+	.name = "serve",
+	.run = run_serve,
+	.usage =
+		"Usage: dmio serve [OPTIONS] LEG...\n"
+		"       dmio serve --status [--json] CONTROL\n"
+		"       dmio serve --fail LEG | --remove LEG | --add LEG | "
+		"--scrub |\n"
+		"                  --set-rate RATE  CONTROL\n"
+		"\n"
+		"Serve 1..8 legs (files, block devices, NBD URIs) as one "
+		"mirrored\n"
+		"NBD export: nbdkit with nbdkit-dmio-plugin, in the "
+		"foreground.\n"
+		"Writes go to every leg, reads to one with failover; a failed "
+		"leg\n"
+		"is dropped and resynced from the others with kcopyd when it "
+		"is\n"
+		"added back.  The last 4 KiB of each leg hold its superblock.\n"
+		"With CONTROL (a running server's control socket) and a "
+		"command,\n"
+		"ask the server and print its answer.\n",
+	.options = serve_options,
+	.common = COMMON_OPEN,
+};

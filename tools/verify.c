@@ -2,7 +2,7 @@
 /*
  * dmio verify: compare region A with each region B, chunk by chunk.  Each
  * chunk of A and of every B still in the running is read at once (async
- * dm_io() requests on the engine's client), so that mirrors on separate
+ * dm_io() requests on the tool's dm-io client), so that mirrors on separate
  * devices are read in parallel.
  */
 #include <errno.h>
@@ -39,7 +39,7 @@ static void read_done(unsigned long error, void *context)
 	pthread_mutex_unlock(&batch->lock);
 }
 
-static void start_read(struct engine *e, struct chunk_read *r,
+static void start_read(struct clients *c, struct chunk_read *r,
 		       struct block_device *bdev, sector_t sector,
 		       sector_t count, void *buf)
 {
@@ -48,7 +48,7 @@ static void start_read(struct engine *e, struct chunk_read *r,
 		.bi_opf = DM_IO_OP_READ,
 		.mem = {.type = DM_IO_KMEM, .ptr.addr = buf},
 		.notify = {.fn = read_done, .context = r},
-		.client = e->io,
+		.client = c->io,
 		.region_errors = &r->region_err,
 	};
 	int ret;
@@ -121,20 +121,20 @@ static sector_t first_difference(const char *x, const char *y, sector_t sectors)
 }
 
 /* Compare one chunk of A with the undecided Bs; returns A's read error. */
-static int compare_chunk(struct engine *e, struct target *a, struct target *b,
+static int compare_chunk(struct clients *c, struct target *a, struct target *b,
 			 unsigned int nr, sector_t off, sector_t n, char **buf,
 			 struct chunk_read *reads, struct batch *batch)
 {
 	sector_t avail, m, at;
 	unsigned int i;
 
-	start_read(e, &reads[0], a->bdev, a->sector + off, n, buf[0]);
+	start_read(c, &reads[0], a->bdev, a->sector + off, n, buf[0]);
 	for (i = 0; i < nr; i++) {
 		reads[i + 1].result = 0;
 		if (!undecided(&b[i]) || available(&b[i]) <= off)
 			continue;
 		avail = available(&b[i]) - off;
-		start_read(e, &reads[i + 1], b[i].bdev, b[i].sector + off,
+		start_read(c, &reads[i + 1], b[i].bdev, b[i].sector + off,
 			   avail < n ? avail : n, buf[i + 1]);
 	}
 	wait_batch(batch);
@@ -170,7 +170,7 @@ static int compare_chunk(struct engine *e, struct target *a, struct target *b,
  * read.  Returns 0, or the negative errno of reading A (then the Bs not
  * yet decided fail with -ECANCELED, as they do when interrupted).
  */
-int compare_regions(struct engine *e, struct target *a, struct target *b,
+int compare_regions(struct clients *c, struct target *a, struct target *b,
 		    unsigned int nr, struct progress *pg, uint64_t *compared)
 {
 	struct batch batch = {.pending = 0};
@@ -201,7 +201,7 @@ int compare_regions(struct engine *e, struct target *a, struct target *b,
 
 	while (!ret && off < a->count && !interrupted && any_undecided(b, nr)) {
 		n = a->count - off < chunk ? a->count - off : chunk;
-		ret = compare_chunk(e, a, b, nr, off, n, buf, reads, &batch);
+		ret = compare_chunk(c, a, b, nr, off, n, buf, reads, &batch);
 		if (!ret)
 			off += n;
 		progress_update(pg, BYTES(off));
@@ -288,7 +288,7 @@ static int open_others(struct target *a, struct target *b, unsigned int nr,
 static int run_verify(struct target *t, unsigned int nr, unsigned int flags,
 		      bool quiet, bool json)
 {
-	struct engine e = {0};
+	struct clients cl = {0};
 	struct progress pg;
 	uint64_t compared = 0;
 	char what[48];
@@ -302,14 +302,14 @@ static int run_verify(struct target *t, unsigned int nr, unsigned int flags,
 		status = open_others(&t[0], t + 1, nr - 1, flags);
 	if (!status) {
 		pthread_sigmask(SIG_BLOCK, &blocked, NULL);
-		status = engine_start(&e);
+		status = clients_start(&cl, false);
 		pthread_sigmask(SIG_UNBLOCK, &blocked, NULL);
 	}
 	if (status)
 		goto out;
 
 	progress_start(&pg, "compared", BYTES(t[0].count), quiet);
-	ret = compare_regions(&e, &t[0], t + 1, nr - 1, &pg, &compared);
+	ret = compare_regions(&cl, &t[0], t + 1, nr - 1, &pg, &compared);
 	snprintf(what, sizeof(what), "with %u region%s", nr - 1,
 		 nr == 2 ? "" : "s");
 	progress_end(&pg, compared, what);
@@ -331,52 +331,21 @@ static int run_verify(struct target *t, unsigned int nr, unsigned int flags,
 	else
 		print_table("region", t + 1, nr - 1, verify_result);
 out:
-	engine_stop(&e);
+	clients_stop(&cl);
 	targets_release(t, nr, false);
 	return status;
 }
 
-int cmd_verify(int argc, char *argv[])
+static int run(int argc, char *argv[])
 {
-	static const struct option options[] = {
-		{"direct", no_argument, NULL, OPT_DIRECT},
-		{"buffered", no_argument, NULL, OPT_BUFFERED},
-		{"quiet", no_argument, NULL, 'q'},
-		{"progress", no_argument, NULL, 'p'},
-		{"json", no_argument, NULL, OPT_JSON},
-		{"help", no_argument, NULL, 'h'},
-		{0},
-	};
-	unsigned int flags = 0, nr;
-	bool quiet = false, json = false;
+	struct common_opts co = {0};
 	struct target *t;
-	int opt, status;
+	unsigned int nr;
+	int status;
 
-	while ((opt = next_option(argc, argv, ":hqp", options)) != -1) {
-		switch (opt) {
-		case 'h':
-			return print_command_help();
-		case 'q':
-			quiet = true;
-			break;
-		case 'p':
-			progress_force();
-			break;
-		case OPT_JSON:
-			json = true;
-			break;
-		case OPT_DIRECT:
-			flags |= DM_BDEV_DIRECT;
-			break;
-		case OPT_BUFFERED:
-			flags |= DM_BDEV_BUFFERED;
-			break;
-		default:
-			return EXIT_USAGE;
-		}
-	}
-	if (check_open_flags(flags))
-		return EXIT_USAGE;
+	status = parse_options(argc, argv, &co, NULL, NULL);
+	if (status != GO_ON)
+		return status;
 	nr = (unsigned int)(argc - optind);
 	if (nr < 2)
 		return usage_error(nr ? "missing a region to compare with"
@@ -385,7 +354,20 @@ int cmd_verify(int argc, char *argv[])
 	t = parse_targets(argv + optind, nr, &status);
 	if (!t)
 		return status;
-	status = run_verify(t, nr, flags, quiet, json);
+	status = run_verify(t, nr, co.open_flags, co.quiet, co.json);
 	free(t);
 	return status;
 }
+
+const struct command verify_command = {
+	.name = "verify",
+	.run = run,
+	.usage = "Usage: dmio verify [OPTIONS] A B...\n"
+		 "\n"
+		 "Compare region A with each region B and report \"same\" or "
+		 "the\n"
+		 "first differing sector, counted from the start of the "
+		 "regions.\n"
+		 "A B without +COUNT is as long as A.\n",
+	.common = COMMON_DATA,
+};

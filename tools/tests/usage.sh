@@ -20,6 +20,30 @@ for cmd in copy zero verify info demo; do
 	run help "$cmd"
 	check "dmio help $cmd shows the same" has "^Usage: dmio $cmd " "$T/out"
 done
+# Each command's help comes from its option table: every option it lists
+# is one the command accepts (an unknown one would exit 2 before -h), and
+# dmio(1) describes it.
+# The man page as plain text: no font changes, no escaped hyphens.
+sed 's/\\-/-/g; s/\\f[BIRP]//g' "$(dirname "$0")/../../man/dmio.1" >"$T/man"
+for cmd in copy zero verify info demo serve; do
+	"$DMIO" "$cmd" --help >"$T/help"
+	opts=$(sed -nE 's/^  (-., |    )--([a-z-]+)( [^ ]+)?  .*/\2/p' "$T/help")
+	check "dmio $cmd --help lists options" [ -n "$opts" ]
+	for o in $opts; do
+		arg=$(sed -nE "s/^  (-., |    )--$o ([A-Z]+)  .*/\2/p" "$T/help")
+		case $arg in
+		"") set -- "--$o" ;;
+		SIZE) set -- "--$o" 4096 ;;
+		P) set -- "--$o" round-robin ;;
+		*) set -- "--$o" 1 ;;
+		esac
+		run "$cmd" "$@" --help
+		check "dmio $cmd accepts $*, as its help says" status 0
+		check "dmio(1) describes $cmd's --$o" \
+			grep -qE -- "--$o([^a-z-]|$)" "$T/man"
+	done
+done
+
 run --version
 check "dmio --version exits 0" status 0
 check "dmio --version names the tool" has "^dmio [0-9]+\.[0-9]+\.[0-9]+" "$T/out"
