@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dmio.h"
 
@@ -451,10 +452,9 @@ static void rescue(struct clients *c, struct run *run, sector_t pos,
 		run->stop_pos = pos;
 }
 
-/* One data-less flush over every healthy destination; a failed flush
- * fails its destination, since its data may not be durable. */
-static void flush_destinations(struct clients *c, struct target *dst,
-			       unsigned int nr)
+/* A failed flush fails its destination, since its data may not be
+ * durable. */
+void flush_destinations(struct clients *c, struct target *dst, unsigned int nr)
 {
 	struct io_region where[DM_KCOPYD_MAX_REGIONS];
 	int errs[DM_KCOPYD_MAX_REGIONS] = {0};
@@ -737,6 +737,8 @@ static bool same_new_file(const struct target *a, const struct target *b)
 static int check_same_storage(const struct target *src,
 			      const struct target *dst, unsigned int nr)
 {
+	/* A stream's length is unknown: any two regions of a device meet. */
+	sector_t len = src->stream ? (sector_t)1 << 62 : src->count;
 	bool below = false, above = false;
 	unsigned int i, j;
 
@@ -745,8 +747,8 @@ static int check_same_storage(const struct target *src,
 			if (same_new_file(&dst[j], &dst[i]) ||
 			    (dst[i].bdev && dst[j].bdev &&
 			     dm_bdev_same(dst[i].bdev, dst[j].bdev) &&
-			     dst[i].sector < dst[j].sector + src->count &&
-			     dst[j].sector < dst[i].sector + src->count))
+			     dst[i].sector < dst[j].sector + len &&
+			     dst[j].sector < dst[i].sector + len))
 				return fatal("destinations '%s' and '%s' are "
 					     "the same device and overlap",
 					     dst[j].arg, dst[i].arg);
@@ -787,48 +789,51 @@ static void truncate_destinations(struct target *dst, unsigned int nr,
 	}
 }
 
-static void print_json(const struct transfer_cli *c, const struct target *src,
-		       const struct target *dst, unsigned int nr,
-		       const struct transfer_result *res, double seconds,
-		       int status)
+static void print_json(FILE *out, const struct transfer_cli *c,
+		       const struct target *src, const struct target *dst,
+		       unsigned int nr, const struct transfer_result *res,
+		       double seconds, int status)
 {
 	unsigned int i;
 
-	printf("{\"command\":\"%s\",\"source\":", c->copy ? "copy" : "zero");
-	json_string(stdout, src ? src->arg : NULL);
-	printf(",\"source_error\":");
-	json_string(stdout, res->read_err ? error_text(res->read_err) : NULL);
-	printf(",\"bytes\":%llu,", (unsigned long long)res->bytes);
+	fprintf(out,
+		"{\"command\":\"%s\",\"source\":", c->copy ? "copy" : "zero");
+	json_string(out, src ? src->arg : NULL);
+	fprintf(out, ",\"source_error\":");
+	json_string(out, res->read_err ? error_text(res->read_err) : NULL);
+	fprintf(out, ",\"bytes\":%llu,", (unsigned long long)res->bytes);
 	if (src)
-		printf("\"bytes_read\":%llu,", (unsigned long long)res->bytes);
-	printf("\"seconds\":%.3f,\"mib_per_s\":%.1f,\"interrupted\":%s",
-	       seconds, mib_per_s(res->bytes, seconds),
-	       interrupted ? "true" : "false");
+		fprintf(out, "\"bytes_read\":%llu,",
+			(unsigned long long)res->bytes);
+	fprintf(out, "\"seconds\":%.3f,\"mib_per_s\":%.1f,\"interrupted\":%s",
+		seconds, mib_per_s(res->bytes, seconds),
+		interrupted ? "true" : "false");
 	if (src) {
-		printf(",\"unreadable\":[");
+		fprintf(out, ",\"unreadable\":[");
 		for (i = 0; i < res->nr_bad; i++)
-			printf("%s{\"sector\":%llu,\"count\":%llu}",
-			       i ? "," : "",
-			       (unsigned long long)res->bad[i].sector,
-			       (unsigned long long)res->bad[i].count);
-		printf("],\"unreadable_zeroed\":%s",
-		       c->opts.noerror && res->nr_bad ? "true" : "false");
+			fprintf(out, "%s{\"sector\":%llu,\"count\":%llu}",
+				i ? "," : "",
+				(unsigned long long)res->bad[i].sector,
+				(unsigned long long)res->bad[i].count);
+		fprintf(out, "],\"unreadable_zeroed\":%s",
+			c->opts.noerror && res->nr_bad ? "true" : "false");
 	}
-	printf(",\"destinations\":[");
+	fprintf(out, ",\"destinations\":[");
 	for (i = 0; i < nr; i++) {
-		printf("%s{\"spec\":", i ? "," : "");
-		json_string(stdout, dst[i].arg);
-		printf(",\"ok\":%s,\"errno\":%d,\"error\":",
-		       dst[i].err ? "false" : "true", -dst[i].err);
-		json_string(stdout, dst[i].err ? error_text(dst[i].err) : NULL);
-		printf(",\"bytes_written\":%llu,\"correct_from\":%llu,"
-		       "\"correct_to\":%llu",
-		       (unsigned long long)dst[i].written,
-		       (unsigned long long)dst[i].good_from,
-		       (unsigned long long)dst[i].good_to);
-		printf("}");
+		fprintf(out, "%s{\"spec\":", i ? "," : "");
+		json_string(out, dst[i].arg);
+		fprintf(out, ",\"ok\":%s,\"errno\":%d,\"error\":",
+			dst[i].err ? "false" : "true", -dst[i].err);
+		json_string(out, dst[i].err ? error_text(dst[i].err) : NULL);
+		fprintf(out,
+			",\"bytes_written\":%llu,\"correct_from\":%llu,"
+			"\"correct_to\":%llu",
+			(unsigned long long)dst[i].written,
+			(unsigned long long)dst[i].good_from,
+			(unsigned long long)dst[i].good_to);
+		fprintf(out, "}");
 	}
-	printf("],\"exit\":%d}\n", status);
+	fprintf(out, "],\"exit\":%d}\n", status);
 }
 /*
  * The summary line's words after the amount: "to 3 destinations" when
@@ -878,18 +883,49 @@ static const char *summary(const struct transfer_cli *c,
 }
 
 /* After the table: which source sectors could not be read. */
-static void print_unreadable(const struct transfer_cli *c,
+static void print_unreadable(FILE *out, const struct transfer_cli *c,
 			     const struct transfer_result *res)
 {
 	unsigned int i;
 
 	for (i = 0; i < res->nr_bad; i++)
-		printf("source sectors %llu-%llu: unreadable, %s\n",
-		       (unsigned long long)res->bad[i].sector,
-		       (unsigned long long)(res->bad[i].sector +
-					    res->bad[i].count - 1),
-		       c->opts.noerror ? "written as zeroes"
-				       : "the copy stopped there");
+		fprintf(out, "source sectors %llu-%llu: unreadable, %s\n",
+			(unsigned long long)res->bad[i].sector,
+			(unsigned long long)(res->bad[i].sector +
+					     res->bad[i].count - 1),
+			c->opts.noerror ? "written as zeroes"
+					: "the copy stopped there");
+}
+
+/* "-" is standard input as the source of a copy, or standard output as
+ * its only destination, and has no sectors: anything else is refused
+ * before any I/O.  Returns 0 or EXIT_USAGE. */
+static int check_streams(const struct target *src, const struct target *dst,
+			 unsigned int nr)
+{
+	unsigned int i;
+
+	for (i = 0; i < nr + 1; i++) {
+		const struct target *t = i < nr ? &dst[i] : src;
+
+		if (t && t->stream && (t->sector || t->has_count))
+			return usage_error("'%s': a stream has no sectors",
+					   t->arg);
+	}
+	for (i = 0; i < nr; i++) {
+		if (!dst[i].stream)
+			continue;
+		if (!src)
+			return usage_error("'-' is a stream, not a region to "
+					   "zero");
+		if (src->stream)
+			return usage_error("from standard input to standard "
+					   "output: use cat");
+		if (nr > 1)
+			return usage_error("standard output ('-') must be the "
+					   "only destination");
+	}
+	return 0;
 }
 
 /* Everything after the arguments parsed: the source, the destinations,
@@ -906,17 +942,24 @@ static int run_transfer(const struct transfer_cli *c, struct target *src,
 	uint64_t total = 0;
 	int status = 0, ret;
 	bool any_failed = false;
+	bool stream_in = src && src->stream, to_stdout = src && dst[0].stream;
+	/* stdout may carry the data: the report goes to stderr then. */
+	FILE *out = to_stdout ? stderr : stdout;
 	sigset_t blocked;
 
 	catch_signals(&blocked);
-	if (src)
+	status = check_streams(src, dst, nr);
+	if (!status && src && !src->stream)
 		status = open_source(src, c->co.open_flags);
-	for (i = 0; !status && i < nr; i++)
+	for (i = 0; !status && i < nr && !to_stdout; i++)
 		status = prepare_destination(&dst[i], src, c);
 	if (!status && src)
 		status = check_same_storage(src, dst, nr);
 	for (i = 0; !status && c->truncate && i < nr; i++)
 		status = check_truncate(&dst[i]);
+	if (!status && stream_in && isatty(STDIN_FILENO))
+		status = fatal("standard input is a terminal: pipe the data "
+			       "in, or name a file");
 	if (!status) {
 		pthread_sigmask(SIG_BLOCK, &blocked, NULL);
 		status = clients_start(&cl, true);
@@ -947,8 +990,13 @@ static int run_transfer(const struct transfer_cli *c, struct target *src,
 	for (i = 0; !src && i < nr; i++)
 		total += dst[i].err ? 0 : BYTES(dst[i].count);
 	progress_start(&pg, c->copy ? "copied" : "zeroed", total, c->co.quiet);
-	transfer(&cl, src, dst, nr, &c->opts, &pg, &res);
-	if (c->truncate && !interrupted)
+	pg.unknown = stream_in;
+	if (stream_in || to_stdout)
+		stream_transfer(&cl, src, dst, nr, &c->opts, c->co.open_flags,
+				c->truncate, &pg, &res);
+	else
+		transfer(&cl, src, dst, nr, &c->opts, &pg, &res);
+	if (c->truncate && !interrupted && !stream_in)
 		truncate_destinations(dst, nr, src->count);
 	verb = summary(c, dst, nr, &res, what, sizeof(what));
 	pg.verb = verb;
@@ -974,7 +1022,9 @@ static int run_transfer(const struct transfer_cli *c, struct target *src,
 		     "completed%s",
 		     c->copy ? "reading" : "zeroing",
 		     human_bytes(res.bytes, done, sizeof(done)),
-		     human_bytes(total, total_text, sizeof(total_text)),
+		     stream_in ? "standard input"
+			       : human_bytes(total, total_text,
+					     sizeof(total_text)),
 		     c->opts.durability == DURABLE_FLUSH
 			     ? " and the destinations flushed"
 			     : "");
@@ -985,20 +1035,22 @@ static int run_transfer(const struct transfer_cli *c, struct target *src,
 	if (interrupted)
 		status = 128 + interrupted;
 	if (c->co.json) {
-		print_json(c, src, dst, nr, &res, pg.seconds, status);
+		print_json(out, c, src, dst, nr, &res, pg.seconds, status);
 	} else {
-		print_table(c->copy ? "destination" : "region", dst, nr,
+		print_table(out, c->copy ? "destination" : "region", dst, nr,
 			    copy_result);
-		print_unreadable(c, &res);
+		print_unreadable(out, c, &res);
 	}
 out:
 	clients_stop(&cl);
 	free(res.bad);
 	if (src)
 		targets_release(src, 1, false);
-	/* New files that nothing was written to are removed. */
+	/* New files that nothing was written to are removed, unless that
+	 * was all there was to copy (an empty stream). */
 	for (i = 0; i < nr; i++)
-		targets_release(&dst[i], 1, !dst[i].written);
+		targets_release(&dst[i], 1,
+				!dst[i].written && (dst[i].err || status));
 	return status;
 }
 

@@ -111,7 +111,7 @@ static int copy_and_check(struct target *src, struct target *mirrors,
 	if (interrupted)
 		return 128 + interrupted;
 
-	print_table("mirror", mirrors, MIRRORS, demo_result);
+	print_table(stdout, "mirror", mirrors, MIRRORS, demo_result);
 	if (res.submit_err || res.read_err || ret) {
 		warn("the source failed: %s",
 		     error_text(res.submit_err ? res.submit_err

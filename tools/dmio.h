@@ -33,6 +33,7 @@ struct target {
 	sector_t count;
 	bool has_count;
 	struct block_device *bdev;
+	bool stream;  /* "-": standard input or output, no device */
 	bool create;  /* missing: to be created before the copy */
 	bool created; /* made by this run */
 	int err;      /* the first negative errno it met; 0 while fine */
@@ -146,6 +147,7 @@ struct progress {
 	bool periodic;	   /* -p off a terminal: a line every few seconds */
 	bool json;	   /* ... as JSON lines (--json) */
 	const char *phase; /* NULL while moving data, then e.g. "flushing" */
+	bool unknown;	   /* the total is not known (a stream) */
 	uint64_t done;	   /* bytes, as last updated */
 };
 
@@ -163,7 +165,8 @@ const char *human_bytes(uint64_t bytes, char *buf, size_t len);
 
 /* report.c */
 void json_string(FILE *f, const char *s);
-void print_table(const char *heading, const struct target *t, unsigned int nr,
+void print_table(FILE *out, const char *heading, const struct target *t,
+		 unsigned int nr,
 		 const char *(*result)(const struct target *, char *, size_t));
 const char *copy_result(const struct target *t, char *buf, size_t len);
 const char *verify_result(const struct target *t, char *buf, size_t len);
@@ -211,6 +214,16 @@ int overlap_side(const struct target *src, const struct target *dst);
 void transfer(struct clients *c, struct target *src, struct target *dst,
 	      unsigned int nr, const struct transfer_opts *o,
 	      struct progress *pg, struct transfer_result *res);
+
+/* One data-less flush over every healthy destination; a failed flush
+ * fails its destination. */
+void flush_destinations(struct clients *c, struct target *dst, unsigned int nr);
+
+/* stream.c: transfer() where the source or the destination is "-". */
+void stream_transfer(struct clients *c, struct target *src, struct target *dst,
+		     unsigned int nr, const struct transfer_opts *o,
+		     unsigned int flags, bool truncate_files,
+		     struct progress *pg, struct transfer_result *res);
 
 /* writeback.c: write-behind for buffered block-device destinations of a
  * copy; NULL (nothing to do) is a valid handle for the other two. */

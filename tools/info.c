@@ -103,6 +103,10 @@ static int run(int argc, char *argv[])
 	status = 0;
 	if (optind >= argc)
 		return usage_error("missing device");
+	for (i = optind; i < argc; i++)
+		if (!strcmp(argv[i], "-"))
+			return usage_error("'-' is a stream: info describes "
+					   "devices");
 
 	if (json)
 		printf("{\"command\":\"info\",\"devices\":[");

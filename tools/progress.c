@@ -82,6 +82,19 @@ static void draw(struct progress *p, uint64_t done, double now, bool final)
 	snprintf(left, sizeof(left), "%9s / %s %3d%% ",
 		 human_bytes(done, a, sizeof(a)),
 		 human_bytes(p->total, b, sizeof(b)), (int)(frac * 100));
+	if (p->unknown) { /* a stream: no end to measure against */
+		snprintf(left, sizeof(left), "%9s ",
+			 human_bytes(done, a, sizeof(a)));
+		snprintf(right, sizeof(right), " %7.1f MiB/s  %s", rate,
+			 final	    ? "done"
+			 : p->phase ? p->phase
+				    : "");
+		fprintf(stderr, "\r%s%s\033[K", left, right);
+		fflush(stderr);
+		p->last_draw = now;
+		p->drawn = true;
+		return;
+	}
 	if (final)
 		snprintf(b, sizeof(b), "in %.2f s", elapsed);
 	else if (p->phase)
@@ -118,13 +131,23 @@ static void report_line(struct progress *p, uint64_t done, double now,
 	double elapsed = now - p->start;
 	char a[24], b[24];
 
-	if (p->json)
+	if (p->json && p->unknown)
+		fprintf(stderr,
+			"{\"progress\":\"%s\",\"phase\":\"%s\",\"bytes\":%llu,"
+			"\"total\":null,\"seconds\":%.3f,\"mib_per_s\":%.1f}\n",
+			p->verb, phase, (unsigned long long)done, elapsed,
+			mib_per_s(done, elapsed));
+	else if (p->json)
 		fprintf(stderr,
 			"{\"progress\":\"%s\",\"phase\":\"%s\",\"bytes\":%llu,"
 			"\"total\":%llu,\"seconds\":%.3f,\"mib_per_s\":%.1f}\n",
 			p->verb, phase, (unsigned long long)done,
 			(unsigned long long)p->total, elapsed,
 			mib_per_s(done, elapsed));
+	else if (p->unknown)
+		warn("%s %s so far, %.1f MiB/s%s%s", p->verb,
+		     human_bytes(done, a, sizeof(a)), mib_per_s(done, elapsed),
+		     p->phase ? ", " : "", p->phase ? p->phase : "");
 	else
 		warn("%s %s of %s (%d%%), %.1f MiB/s%s%s", p->verb,
 		     human_bytes(done, a, sizeof(a)),

@@ -10,6 +10,8 @@
 
 const char *error_text(int err)
 {
+	if (err == -ENOTBLK || err == ENOTBLK)
+		return "not a file or block device: use - for a stream";
 	return strerror(err < 0 ? -err : err);
 }
 
@@ -45,7 +47,8 @@ const char *copy_result(const struct target *t, char *buf, size_t len)
 	if (!t->err)
 		return "OK";
 	/* Healthy but left short: say how much of the region is right. */
-	if ((t->err == -EINTR || t->err == -ECANCELED) && t->bdev) {
+	if ((t->err == -EINTR || t->err == -ECANCELED) &&
+	    (t->bdev || t->stream)) {
 		if (t->good_to == t->good_from)
 			snprintf(buf, len, "%s: nothing copied", what);
 		else if (t->good_from)
@@ -76,9 +79,10 @@ const char *verify_result(const struct target *t, char *buf, size_t len)
 	return buf;
 }
 
-/* One row per region: its number (from 1), the region as typed, and
- * what @result says became of it. */
-void print_table(const char *heading, const struct target *t, unsigned int nr,
+/* One row per region on @out: its number (from 1), the region as typed,
+ * and what @result says became of it. */
+void print_table(FILE *out, const char *heading, const struct target *t,
+		 unsigned int nr,
 		 const char *(*result)(const struct target *, char *, size_t))
 {
 	int width = (int)strlen(heading);
@@ -88,8 +92,8 @@ void print_table(const char *heading, const struct target *t, unsigned int nr,
 	for (i = 0; i < nr; i++)
 		if ((int)strlen(t[i].arg) > width)
 			width = (int)strlen(t[i].arg);
-	printf("%3s  %-*s  %s\n", "#", width, heading, "result");
+	fprintf(out, "%3s  %-*s  %s\n", "#", width, heading, "result");
 	for (i = 0; i < nr; i++)
-		printf("%3u  %-*s  %s\n", i + 1, width, t[i].arg,
-		       result(&t[i], buf, sizeof(buf)));
+		fprintf(out, "%3u  %-*s  %s\n", i + 1, width, t[i].arg,
+			result(&t[i], buf, sizeof(buf)));
 }

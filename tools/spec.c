@@ -123,6 +123,7 @@ static int target_parse(struct target *t, const char *arg)
 	if ((ret == -EINVAL || ret2 == -EINVAL) &&
 	    (!num || !isdigit((unsigned char)*num) || !stat(arg, &st))) {
 		t->spec = strdup(arg);
+		t->stream = t->spec && !strcmp(arg, "-");
 		return t->spec ? 0 : -ENOMEM;
 	}
 	if (ret == -EINVAL || ret2 == -EINVAL)
@@ -133,6 +134,7 @@ static int target_parse(struct target *t, const char *arg)
 	t->sector = sector;
 	t->count = count;
 	t->has_count = plus != NULL;
+	t->stream = t->spec && !strcmp(t->spec, "-");
 	return t->spec ? 0 : -ENOMEM;
 }
 
@@ -175,9 +177,16 @@ bool target_is_path(const struct target *t)
 	return !strstr(t->spec, "://") && strncmp(t->spec, "fault:", 6);
 }
 
-/* Returns 0 or the negative errno of dm_bdev_open(). */
+/* Returns 0 or the negative errno of dm_bdev_open(); -ENOTBLK for a path
+ * that is neither a regular file nor a block device (a FIFO, a character
+ * device), which error_text() explains. */
 int target_open(struct target *t, unsigned int flags)
 {
+	struct stat st;
+
+	if (target_is_path(t) && !stat(t->spec, &st) && !S_ISREG(st.st_mode) &&
+	    !S_ISBLK(st.st_mode))
+		return -ENOTBLK;
 	t->bdev = dm_bdev_open(t->spec, flags);
 	return t->bdev ? 0 : -errno;
 }
@@ -262,7 +271,7 @@ int open_source(struct target *src, unsigned int flags)
 	ret = target_open(src, flags | DM_BDEV_RDONLY);
 	if (ret)
 		return fatal("cannot open source '%s': %s", src->spec,
-			     strerror(-ret));
+			     error_text(ret));
 	size = dm_bdev_nr_sectors(src->bdev);
 	if (src->sector > size ||
 	    (src->has_count && src->count > size - src->sector))

@@ -329,7 +329,7 @@ static int run_verify(struct target *t, unsigned int nr, unsigned int flags,
 		print_json(&t[0], t + 1, nr - 1, compared, pg.seconds, ret,
 			   status);
 	else
-		print_table("region", t + 1, nr - 1, verify_result);
+		print_table(stdout, "region", t + 1, nr - 1, verify_result);
 out:
 	clients_stop(&cl);
 	targets_release(t, nr, false);
@@ -340,7 +340,7 @@ static int run(int argc, char *argv[])
 {
 	struct common_opts co = {0};
 	struct target *t;
-	unsigned int nr;
+	unsigned int nr, i;
 	int status;
 
 	status = parse_options(argc, argv, &co, NULL, NULL);
@@ -354,7 +354,16 @@ static int run(int argc, char *argv[])
 	t = parse_targets(argv + optind, nr, &status);
 	if (!t)
 		return status;
-	status = run_verify(t, nr, co.open_flags, co.quiet, co.json);
+	for (i = 0; i < nr; i++)
+		if (t[i].stream)
+			break;
+	if (i < nr) {
+		status = usage_error("'-' is a stream: verify compares regions "
+				     "of devices");
+		targets_release(t, nr, false);
+	} else {
+		status = run_verify(t, nr, co.open_flags, co.quiet, co.json);
+	}
 	free(t);
 	return status;
 }
