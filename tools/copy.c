@@ -1156,19 +1156,19 @@ static const struct cli_option copy_options[] = {
 	CLI_END,
 };
 
+static const char copy_usage[] =
+	"Usage: dmio copy [OPTIONS] SRC DST...\n"
+	"\n"
+	"Copy region SRC to each of 1..8 regions DST with kcopyd.  SRC is\n"
+	"the whole device unless it says otherwise; a DST without +COUNT\n"
+	"receives the copy's length at its SECTOR.  Missing destination\n"
+	"files are created at the size they need.  SRC - is standard\n"
+	"input, DST - standard output (the only DST).\n";
+
 const struct command copy_command = {
 	.name = "copy",
 	.run = run_copy,
-	.usage =
-		"Usage: dmio copy [OPTIONS] SRC DST...\n"
-		"\n"
-		"Copy region SRC to each of 1..8 regions DST with kcopyd.  SRC "
-		"is\n"
-		"the whole device unless it says otherwise; a DST without "
-		"+COUNT\n"
-		"receives the copy's length at its SECTOR.  Missing "
-		"destination\n"
-		"files are created at the size they need.\n",
+	.usage = copy_usage,
 	.options = copy_options,
 	.common = COMMON_DATA,
 };
@@ -1184,15 +1184,16 @@ static const struct cli_option zero_options[] = {
 	CLI_END,
 };
 
+static const char zero_usage[] =
+	"Usage: dmio zero [OPTIONS] DST...\n"
+	"\n"
+	"Zero 1..8 regions with kcopyd, by the devices' write-zeroes where\n"
+	"they have one.  A DST without +COUNT runs to the end of its device.\n";
+
 const struct command zero_command = {
 	.name = "zero",
 	.run = run_zero,
-	.usage = "Usage: dmio zero [OPTIONS] DST...\n"
-		 "\n"
-		 "Zero 1..8 regions with kcopyd, by the devices' write-zeroes "
-		 "where\n"
-		 "they have one.  A DST without +COUNT runs to the end of its "
-		 "device.\n",
+	.usage = zero_usage,
 	.options = zero_options,
 	.common = COMMON_DATA,
 };

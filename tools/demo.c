@@ -229,17 +229,17 @@ static const struct cli_option demo_options[] = {
 	CLI_END,
 };
 
+static const char demo_usage[] =
+	"Usage: dmio demo [OPTIONS]\n"
+	"\n"
+	"Make a source image of random data and three mirror images in a\n"
+	"new folder under $TMPDIR (or /tmp), copy the source to the mirrors\n"
+	"with kcopyd, verify them, show the results and the throughput, and\n"
+	"remove the folder, on failure and on Ctrl-C too.\n";
+
 const struct command demo_command = {
 	.name = "demo",
 	.run = run,
-	.usage = "Usage: dmio demo [OPTIONS]\n"
-		 "\n"
-		 "Make a source image of random data and three mirror images "
-		 "in a\n"
-		 "new folder under $TMPDIR (or /tmp), copy the source to the "
-		 "mirrors\n"
-		 "with kcopyd, verify them, show the results and the "
-		 "throughput, and\n"
-		 "remove the folder, on failure and on Ctrl-C too.\n",
+	.usage = demo_usage,
 	.options = demo_options,
 };

@@ -148,16 +148,17 @@ static int run(int argc, char *argv[])
 	return status;
 }
 
+static const char info_usage[] =
+	"Usage: dmio info [OPTIONS] SPEC...\n"
+	"\n"
+	"Show what each device is and can do: kind, size, logical block\n"
+	"size, O_DIRECT alignment, maximum transfer, discard and\n"
+	"write-zeroes limits, access mode; and the I/O backend that runs\n"
+	"here, and why.\n";
+
 const struct command info_command = {
 	.name = "info",
 	.run = run,
-	.usage = "Usage: dmio info [OPTIONS] SPEC...\n"
-		 "\n"
-		 "Show what each device is and can do: kind, size, logical "
-		 "block\n"
-		 "size, O_DIRECT alignment, maximum transfer, discard and\n"
-		 "write-zeroes limits, access mode; and the I/O backend that "
-		 "runs\n"
-		 "here, and why.\n",
+	.usage = info_usage,
 	.common = COMMON_OPEN | COMMON_JSON,
 };

@@ -427,28 +427,24 @@ static const struct cli_option serve_options[] = {
 	CLI_END,
 };
 
+static const char serve_usage[] =
+	"Usage: dmio serve [OPTIONS] LEG...\n"
+	"       dmio serve --status [--json] CONTROL\n"
+	"       dmio serve --fail LEG | --remove LEG | --add LEG | --scrub |\n"
+	"                  --set-rate RATE  CONTROL\n"
+	"\n"
+	"Serve 1..8 legs (files, block devices, NBD URIs) as one mirrored\n"
+	"NBD export: nbdkit with nbdkit-dmio-plugin, in the foreground.\n"
+	"Writes go to every leg, reads to one with failover; a failed leg\n"
+	"is dropped and resynced from the others with kcopyd when it is\n"
+	"added back.  The last 4 KiB of each leg hold its superblock.\n"
+	"With CONTROL (a running server's control socket) and a command,\n"
+	"ask the server and print its answer.\n";
+
 const struct command serve_command = {
 	.name = "serve",
 	.run = run_serve,
-	.usage =
-		"Usage: dmio serve [OPTIONS] LEG...\n"
-		"       dmio serve --status [--json] CONTROL\n"
-		"       dmio serve --fail LEG | --remove LEG | --add LEG | "
-		"--scrub |\n"
-		"                  --set-rate RATE  CONTROL\n"
-		"\n"
-		"Serve 1..8 legs (files, block devices, NBD URIs) as one "
-		"mirrored\n"
-		"NBD export: nbdkit with nbdkit-dmio-plugin, in the "
-		"foreground.\n"
-		"Writes go to every leg, reads to one with failover; a failed "
-		"leg\n"
-		"is dropped and resynced from the others with kcopyd when it "
-		"is\n"
-		"added back.  The last 4 KiB of each leg hold its superblock.\n"
-		"With CONTROL (a running server's control socket) and a "
-		"command,\n"
-		"ask the server and print its answer.\n",
+	.usage = serve_usage,
 	.options = serve_options,
 	.common = COMMON_OPEN,
 };

@@ -368,15 +368,16 @@ static int run(int argc, char *argv[])
 	return status;
 }
 
+static const char verify_usage[] =
+	"Usage: dmio verify [OPTIONS] A B...\n"
+	"\n"
+	"Compare region A with each region B and report \"same\" or the\n"
+	"first differing sector, counted from the start of the regions.\n"
+	"A B without +COUNT is as long as A.\n";
+
 const struct command verify_command = {
 	.name = "verify",
 	.run = run,
-	.usage = "Usage: dmio verify [OPTIONS] A B...\n"
-		 "\n"
-		 "Compare region A with each region B and report \"same\" or "
-		 "the\n"
-		 "first differing sector, counted from the start of the "
-		 "regions.\n"
-		 "A B without +COUNT is as long as A.\n",
+	.usage = verify_usage,
 	.common = COMMON_DATA,
 };
