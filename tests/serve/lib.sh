@@ -6,13 +6,12 @@
 # Environment: DMIO (the dmio binary), DMIO_NBDKIT_PLUGIN (the plugin).
 
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 : "${DMIO:?set DMIO to the dmio binary under test}"
 : "${DMIO_NBDKIT_PLUGIN:?set DMIO_NBDKIT_PLUGIN to nbdkit-dmio-plugin.so}"
 export DMIO_NBDKIT_PLUGIN
 
 T=$(mktemp -d /dev/shm/dmio-serve.XXXXXX) || exit 1
-n=0
-failed=0
 pids=()
 mounts=()
 loops=()
@@ -36,33 +35,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ok() {
-	n=$((n + 1))
-	echo "ok $n - $1"
-}
-
-not_ok() {
-	n=$((n + 1))
-	failed=$((failed + 1))
-	echo "not ok $n - $1"
-}
-
-skip() {
-	n=$((n + 1))
-	echo "ok $n # SKIP $1"
-}
-
-check() {
-	local what=$1
-
-	shift
-	if "$@"; then
-		ok "$what"
-	else
-		not_ok "$what"
-	fi
-}
-
 done_testing() {
 	if [[ -n ${DMIO_SERVE_PRELOAD:-} && -f $T/mirror.err ]]; then
 		if grep -Eq "Sanitizer|runtime error" "$T/mirror.err"; then
@@ -73,8 +45,7 @@ done_testing() {
 			ok "the server ran clean under the sanitizers"
 		fi
 	fi
-	echo "1..$n"
-	[[ $failed -eq 0 ]]
+	tap_plan
 	exit
 }
 

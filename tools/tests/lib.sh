@@ -6,11 +6,10 @@
 # Environment: DMIO, the dmio binary under test.
 
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/../../tests/lib/tap.sh"
 : "${DMIO:?set DMIO to the dmio binary under test}"
 
 T=$(mktemp -d /dev/shm/dmio-cli.XXXXXX) || exit 1
-n=0
-failed=0
 loops=()
 mounts=()
 
@@ -28,34 +27,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-ok() {
-	n=$((n + 1))
-	echo "ok $n - $1"
-}
-
-not_ok() {
-	n=$((n + 1))
-	failed=$((failed + 1))
-	echo "not ok $n - $1"
-}
-
-skip() {
-	n=$((n + 1))
-	echo "ok $n # SKIP $1"
-}
-
-# check DESCRIPTION COMMAND...: one TAP line saying whether COMMAND passed.
-check() {
-	local what=$1
-
-	shift
-	if "$@"; then
-		ok "$what"
-	else
-		not_ok "$what"
-	fi
-}
 
 # run ARGS...: run dmio; stdout lands in $T/out, stderr in $T/err, and the
 # exit status in $rc.
@@ -134,7 +105,6 @@ new_loop() {
 }
 
 done_testing() {
-	echo "1..$n"
-	[[ $failed -eq 0 ]]
+	tap_plan
 	exit
 }

@@ -1,0 +1,38 @@
+# tap.sh - TAP results for the shell tests (tools/tests, tests/serve):
+# sourced by their lib.sh.  Each check is one "ok"/"not ok" line that
+# meson counts; tap_plan prints the plan and says whether all passed.
+n=0
+failed=0
+
+ok() {
+	n=$((n + 1))
+	echo "ok $n - $1"
+}
+
+not_ok() {
+	n=$((n + 1))
+	failed=$((failed + 1))
+	echo "not ok $n - $1"
+}
+
+skip() {
+	n=$((n + 1))
+	echo "ok $n # SKIP $1"
+}
+
+# check DESCRIPTION COMMAND...: one TAP line saying whether COMMAND passed.
+check() {
+	local what=$1
+
+	shift
+	if "$@"; then
+		ok "$what"
+	else
+		not_ok "$what"
+	fi
+}
+
+tap_plan() {
+	echo "1..$n"
+	[[ $failed -eq 0 ]]
+}
