@@ -33,6 +33,7 @@ static const char general_help[] =
 	"  verify A B...    compare region A with each region B\n"
 	"  info SPEC...     what devices are and can do; the I/O backend\n"
 	"  demo             copy random data to three mirror images, verify\n"
+	"  bench DEV...     measure libdmio on your devices\n"
 	"  help [COMMAND]   this text, or a command's\n"
 	"  -V, --version    the version\n"
 	"\n"
@@ -54,7 +55,7 @@ static const struct command help_command = {
 
 static const struct command *const commands[] = {
 	&copy_command, &zero_command,  &verify_command, &info_command,
-	&demo_command, &serve_command, &help_command,
+	&demo_command, &serve_command, &bench_command,	&help_command,
 };
 
 static const struct command *find_command(const char *name)

@@ -63,6 +63,10 @@ enum long_option {
 	OPT_KEEP,
 	OPT_NOERROR,
 	OPT_TRUNCATE,
+	OPT_SECONDS,
+	OPT_RUNS,
+	OPT_QD,
+	OPT_WRITE,
 };
 
 /* One option of a command: what getopt_long() needs, and its help line.
@@ -102,7 +106,7 @@ struct command {
 };
 
 extern const struct command copy_command, zero_command, verify_command,
-	info_command, demo_command, serve_command;
+	info_command, demo_command, serve_command, bench_command;
 
 /* dmio.c: messages in the name of the command being run, and options. */
 /* The signal catch_signals() caught: atomic, not sig_atomic_t, because

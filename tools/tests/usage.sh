@@ -13,7 +13,7 @@ for help in --help -h help; do
 	check "dmio $help exits 0" status 0
 	check "dmio $help lists the commands" has "^Usage: dmio COMMAND" "$T/out"
 done
-for cmd in copy zero verify info demo; do
+for cmd in copy zero verify info demo serve bench; do
 	run "$cmd" --help
 	check "dmio $cmd --help exits 0" status 0
 	check "dmio $cmd --help shows its usage" has "^Usage: dmio $cmd " "$T/out"
@@ -25,7 +25,7 @@ done
 # dmio(1) describes it.
 # The man page as plain text: no font changes, no escaped hyphens.
 sed 's/\\-/-/g; s/\\f[BIRP]//g' "$(dirname "$0")/../../man/dmio.1" >"$T/man"
-for cmd in copy zero verify info demo serve; do
+for cmd in copy zero verify info demo serve bench; do
 	"$DMIO" "$cmd" --help >"$T/help"
 	opts=$(sed -nE 's/^  (-., |    )--([a-z-]+)( [^ ]+)?  .*/\2/p' "$T/help")
 	check "dmio $cmd --help lists options" [ -n "$opts" ]
