@@ -110,7 +110,7 @@ check-valgrind: build-tests
 		   sed 's/.* \/ //' | grep -- '-threads$$')
 
 FUZZ_BUILD ?= $(BUILD)-fuzz
-FUZZ_SECONDS ?= 60
+FUZZ_SECONDS ?= 30
 
 $(FUZZ_BUILD)/build.ninja:
 	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=enabled -Dtests=false \
