@@ -62,6 +62,10 @@ int eng_libdmio_sync(const struct workload *w, struct result *r);
 int eng_pio_loop(const struct workload *w, struct result *r);
 int eng_lio(const struct workload *w, struct result *r);
 int eng_uring(const struct workload *w, struct result *r);
+/* A submitting thread that waits on a condvar, the callback (or reaper)
+ * signalling it: libdmio's async API, and raw liburing with a reaper. */
+int eng_libdmio_submitter(const struct workload *w, struct result *r);
+int eng_uring_submitter(const struct workload *w, struct result *r);
 int eng_nbd_loop(const struct workload *w, struct result *r);
 int eng_nbd_aio(const struct workload *w, struct result *r);
 bool have_nbd(void);

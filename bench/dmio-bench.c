@@ -234,6 +234,21 @@ static void fig_randread(void)
 	add_peer(f, "glibc lio_listio QD32", "lio", eng_lio, 0);
 	add_peer(f, "raw liburing QD32", "uring", eng_uring, 0);
 	add_fio(f, "fio io_uring QD32", &fio_uring, 0.90);
+
+	f = new_figure("randread-qd32-submitter",
+		       "rand 4 KiB read QD32, a submitting thread + condvar",
+		       U_IOPS);
+	set_paths(f, devs, 1);
+	f->w.dir = DIR_READ;
+	f->w.bs = 4096;
+	f->w.qd = 32;
+	f->w.random = true;
+	f->w.span = min_span(devs, 1) / 4096 * 4096;
+	add_peer(f, "libdmio: dm_io() + callback + condvar", "libdmio",
+		 eng_libdmio_submitter, 0);
+	add_peer(f, "raw liburing + reaper thread + condvar", "uring",
+		 eng_uring_submitter, 1.0);
+	add_fio(f, "fio io_uring QD32", &fio_uring, 0.90);
 }
 
 static void mirror_common(struct figure *f, const char *const *paths)

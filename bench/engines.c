@@ -8,6 +8,7 @@
 #include <aio.h>
 #include <errno.h>
 #include <liburing.h>
+#include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -553,6 +554,238 @@ out_ring:
 	/* queue_exit waits for anything still in flight after an error. */
 	io_uring_queue_exit(&u->ring);
 out_free:
+	free(u);
+	return ret;
+}
+
+/* ---- the submitting-thread pattern ----
+ *
+ * How programs most often use an async API: one thread submits while
+ * fewer than QD requests are in flight and otherwise waits on a condition
+ * variable, which the completion signals.  libdmio's callback runs on its
+ * completion thread; raw liburing gets a reaper thread of its own doing
+ * the same, so that both pay the same hand-off.
+ */
+struct sub_run {
+	pthread_mutex_t lock;
+	pthread_cond_t room;
+	unsigned int inflight;
+	uint64_t done;
+	int err;
+};
+
+static void sub_init(struct sub_run *s)
+{
+	memset(s, 0, sizeof(*s));
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->room, NULL);
+}
+
+static void sub_destroy(struct sub_run *s)
+{
+	pthread_cond_destroy(&s->room);
+	pthread_mutex_destroy(&s->lock);
+}
+
+/* A completion: one more done, one less in flight, wake the submitter. */
+static void sub_complete(struct sub_run *s, int err)
+{
+	pthread_mutex_lock(&s->lock);
+	if (err && !s->err)
+		s->err = err;
+	else if (!err)
+		s->done++;
+	s->inflight--;
+	pthread_cond_signal(&s->room);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Wait (the lock held) until fewer than @qd are in flight. */
+static void sub_wait_room(struct sub_run *s, unsigned int qd)
+{
+	while (s->inflight >= qd)
+		pthread_cond_wait(&s->room, &s->lock);
+}
+
+struct libsub {
+	struct sub_run s;
+	struct dm_io_client *client;
+	struct block_device *bdev[MAX_DEVS];
+};
+
+static void libsub_done(unsigned long error, void *context)
+{
+	sub_complete(context, error ? -EIO : 0);
+}
+
+int eng_libdmio_submitter(const struct workload *w, struct result *r)
+{
+	struct libsub *l = calloc(1, sizeof(*l));
+	void *buf[MAX_QD] = {0};
+	unsigned int i, slot = 0;
+	uint64_t issued = 0;
+	double start;
+	int ret;
+
+	if (!l)
+		return -ENOMEM;
+	sub_init(&l->s);
+	ret = open_bdevs(w, w->nr_regions, l->bdev);
+	if (ret)
+		goto out_free;
+	l->client = dm_io_client_create();
+	if (!l->client) {
+		ret = -errno;
+		goto out_close;
+	}
+	for (i = 0; i < w->qd; i++)
+		buf[i] = bench_buffer(w->bs, w->dir, i);
+	start = now_sec();
+	pthread_mutex_lock(&l->s.lock);
+	while (!l->s.err && want_more(w, start, issued)) {
+		struct io_region where[MAX_DEVS];
+		uint64_t off = req_offset(w, issued++);
+		struct dm_io_request req = {
+			.bi_opf = w->dir == DIR_WRITE ? DM_IO_OP_WRITE
+						      : DM_IO_OP_READ,
+			.mem = {.type = DM_IO_KMEM, .ptr.addr = buf[slot]},
+			.notify = {.fn = libsub_done, .context = &l->s},
+			.client = l->client,
+		};
+
+		sub_wait_room(&l->s, w->qd);
+		l->s.inflight++;
+		pthread_mutex_unlock(&l->s.lock);
+		for (i = 0; i < w->nr_regions; i++)
+			where[i] = (struct io_region){l->bdev[i],
+						      off >> SECTOR_SHIFT,
+						      w->bs >> SECTOR_SHIFT};
+		/* Slots go round: QD in flight at most, so a slot's last
+		 * request has completed before it comes back. */
+		slot = (slot + 1) % w->qd;
+		ret = dm_io(&req, w->nr_regions, where, NULL);
+		pthread_mutex_lock(&l->s.lock);
+		if (ret) {
+			l->s.inflight--;
+			l->s.err = ret;
+		}
+	}
+	sub_wait_room(&l->s, 1);
+	pthread_mutex_unlock(&l->s.lock);
+	r->secs = now_sec() - start;
+	r->ops = l->s.done;
+	r->err = ret = l->s.err;
+	dm_io_client_destroy(l->client);
+	free_bufs(buf, w->qd);
+out_close:
+	close_bdevs(l->bdev, w->nr_regions);
+out_free:
+	sub_destroy(&l->s);
+	free(l);
+	return ret;
+}
+
+struct uringsub {
+	struct sub_run s;
+	struct io_uring ring; /* the submitter fills the SQ, the reaper
+				 empties the CQ */
+	const struct workload *w;
+	unsigned int pending[MAX_QD];
+};
+
+static void *uringsub_reaper(void *arg)
+{
+	struct uringsub *u = arg;
+
+	for (;;) {
+		struct io_uring_cqe *cqe;
+		unsigned int s;
+		int res;
+
+		if (io_uring_wait_cqe(&u->ring, &cqe))
+			continue;
+		s = (unsigned int)io_uring_cqe_get_data64(cqe);
+		res = cqe->res;
+		io_uring_cqe_seen(&u->ring, cqe);
+		if (s == MAX_QD)
+			return NULL; /* the stop request */
+		if (res != (int)u->w->bs)
+			sub_complete(&u->s, res < 0 ? res : -EIO);
+		else if (!--u->pending[s])
+			sub_complete(&u->s, 0);
+	}
+}
+
+int eng_uring_submitter(const struct workload *w, struct result *r)
+{
+	struct uringsub *u = calloc(1, sizeof(*u));
+	int fd[MAX_DEVS];
+	void *buf[MAX_QD] = {0};
+	unsigned int entries = 8, i, slot = 0;
+	struct io_uring_sqe *sqe;
+	pthread_t reaper;
+	uint64_t issued = 0;
+	double start;
+	int ret;
+
+	if (!u)
+		return -ENOMEM;
+	sub_init(&u->s);
+	u->w = w;
+	while (entries < w->qd * w->nr_regions + 1)
+		entries *= 2;
+	ret = io_uring_queue_init(entries, &u->ring, 0);
+	if (ret)
+		goto out_free;
+	ret = open_fds(w, w->nr_regions, fd);
+	if (ret)
+		goto out_ring;
+	for (i = 0; i < w->qd; i++)
+		buf[i] = bench_buffer(w->bs, w->dir, i);
+	ret = -pthread_create(&reaper, NULL, uringsub_reaper, u);
+	if (ret)
+		goto out_fds;
+	start = now_sec();
+	pthread_mutex_lock(&u->s.lock);
+	while (!u->s.err && want_more(w, start, issued)) {
+		uint64_t off = req_offset(w, issued++);
+
+		sub_wait_room(&u->s, w->qd);
+		u->s.inflight++;
+		pthread_mutex_unlock(&u->s.lock);
+		u->pending[slot] = w->nr_regions;
+		for (i = 0; i < w->nr_regions; i++) {
+			sqe = io_uring_get_sqe(&u->ring);
+			if (w->dir == DIR_WRITE)
+				io_uring_prep_write(sqe, fd[i], buf[slot],
+						    (unsigned int)w->bs, off);
+			else
+				io_uring_prep_read(sqe, fd[i], buf[slot],
+						   (unsigned int)w->bs, off);
+			io_uring_sqe_set_data64(sqe, slot);
+		}
+		io_uring_submit(&u->ring);
+		slot = (slot + 1) % w->qd;
+		pthread_mutex_lock(&u->s.lock);
+	}
+	sub_wait_room(&u->s, 1);
+	pthread_mutex_unlock(&u->s.lock);
+	r->secs = now_sec() - start;
+	r->ops = u->s.done;
+	r->err = ret = u->s.err;
+	/* A no-op tagged MAX_QD tells the reaper to go. */
+	sqe = io_uring_get_sqe(&u->ring);
+	io_uring_prep_nop(sqe);
+	io_uring_sqe_set_data64(sqe, MAX_QD);
+	io_uring_submit(&u->ring);
+	pthread_join(reaper, NULL);
+out_fds:
+	free_bufs(buf, w->qd);
+	close_fds(fd, w->nr_regions);
+out_ring:
+	io_uring_queue_exit(&u->ring);
+out_free:
+	sub_destroy(&u->s);
 	free(u);
 	return ret;
 }
