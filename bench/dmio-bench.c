@@ -205,45 +205,43 @@ static void fig_seq(void)
 	}
 }
 
+/* A figure of 4 KiB random reads at @qd from the first device. */
+static struct figure *randread_figure(const char *name, const char *title,
+				      unsigned int qd)
+{
+	struct figure *f = new_figure(name, title, U_IOPS);
+
+	set_paths(f, devs, 1);
+	f->w.dir = DIR_READ;
+	f->w.bs = 4096;
+	f->w.qd = qd;
+	f->w.random = true;
+	f->w.span = min_span(devs, 1) / 4096 * 4096;
+	return f;
+}
+
 static void fig_randread(void)
 {
 	struct figure *f;
 
-	f = new_figure("randread-qd1", "rand 4 KiB read QD1 (sync API)",
-		       U_IOPS);
-	set_paths(f, devs, 1);
-	f->w.dir = DIR_READ;
-	f->w.bs = 4096;
-	f->w.qd = 1;
-	f->w.random = true;
-	f->w.span = min_span(devs, 1) / 4096 * 4096;
+	f = randread_figure("randread-qd1", "rand 4 KiB read QD1 (sync API)",
+			    1);
 	add_peer(f, "libdmio: sync dm_io()", "libdmio", eng_libdmio_sync, 0);
 	add_peer(f, "pread loop", "loop", eng_pio_loop, 0);
 	add_peer(f, "raw liburing QD1", "uring", eng_uring, 0);
 	add_fio(f, "fio psync", &fio_psync, 0.90);
 
-	f = new_figure("randread-qd32", "rand 4 KiB read QD32 (async)", U_IOPS);
-	set_paths(f, devs, 1);
-	f->w.dir = DIR_READ;
-	f->w.bs = 4096;
-	f->w.qd = 32;
-	f->w.random = true;
-	f->w.span = min_span(devs, 1) / 4096 * 4096;
+	f = randread_figure("randread-qd32", "rand 4 KiB read QD32 (async)",
+			    32);
 	add_peer(f, "libdmio: async dm_io() QD32", "libdmio", eng_libdmio, 0);
 	add_peer(f, "pread loop (QD1)", "loop", eng_pio_loop, 0);
 	add_peer(f, "glibc lio_listio QD32", "lio", eng_lio, 0);
 	add_peer(f, "raw liburing QD32", "uring", eng_uring, 0);
 	add_fio(f, "fio io_uring QD32", &fio_uring, 0.90);
 
-	f = new_figure("randread-qd32-submitter",
-		       "rand 4 KiB read QD32, a submitting thread + condvar",
-		       U_IOPS);
-	set_paths(f, devs, 1);
-	f->w.dir = DIR_READ;
-	f->w.bs = 4096;
-	f->w.qd = 32;
-	f->w.random = true;
-	f->w.span = min_span(devs, 1) / 4096 * 4096;
+	f = randread_figure(
+		"randread-qd32-submitter",
+		"rand 4 KiB read QD32, a submitting thread + condvar", 32);
 	add_peer(f, "libdmio: dm_io() + callback + condvar", "libdmio",
 		 eng_libdmio_submitter, 0);
 	add_peer(f, "raw liburing + reaper thread + condvar", "uring",
