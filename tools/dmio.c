@@ -19,6 +19,8 @@ static const char *command_name; /* for messages; NULL: dmio itself */
  * has a result is printed as a JSON object too, so that stdout is never
  * empty for a script that asked for JSON. */
 static bool json_errors;
+/* Where that object goes: stderr when stdout carries a copy's data. */
+static FILE *json_out;
 atomic_int interrupted;
 
 static const char general_help[] =
@@ -88,11 +90,11 @@ static int vfail(const char *fmt, va_list ap, const char *tail)
 	vmessage(fmt, ap, tail);
 	if (json_errors) {
 		vsnprintf(msg, sizeof(msg), fmt, copy);
-		printf("{\"command\":");
-		json_string(stdout, command_name);
-		printf(",\"error\":");
-		json_string(stdout, msg);
-		printf(",\"exit\":%d}\n", EXIT_USAGE);
+		fprintf(json_out, "{\"command\":");
+		json_string(json_out, command_name);
+		fprintf(json_out, ",\"error\":");
+		json_string(json_out, msg);
+		fprintf(json_out, ",\"exit\":%d}\n", EXIT_USAGE);
 	}
 	va_end(copy);
 	return EXIT_USAGE;
@@ -359,12 +361,37 @@ static bool wants_json(int argc, char *argv[])
 	return false;
 }
 
+/* Whether this is a copy to standard output: a "-" after the source.
+ * Copy's options take no values, so the arguments that do not start with
+ * '-' (and "-" itself) are its regions. */
+static bool copy_to_stdout(int argc, char *argv[])
+{
+	bool after_src = false, options = true;
+	int i;
+
+	if (argc < 2 || strcmp(argv[1], "copy"))
+		return false;
+	for (i = 2; i < argc; i++) {
+		if (options && !strcmp(argv[i], "--")) {
+			options = false;
+			continue;
+		}
+		if (options && argv[i][0] == '-' && argv[i][1])
+			continue;
+		if (after_src && !strcmp(argv[i], "-"))
+			return true;
+		after_src = true;
+	}
+	return false;
+}
+
 int main(int argc, char *argv[])
 {
 	const struct command *cmd;
 	int status;
 
 	json_errors = wants_json(argc, argv);
+	json_out = copy_to_stdout(argc, argv) ? stderr : stdout;
 	if (argc < 2)
 		return usage_error("missing command");
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))

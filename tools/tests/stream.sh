@@ -99,6 +99,14 @@ rc=${PIPESTATUS[0]}
 check "a reader that goes away fails the destination: exit 1" status 1
 check "with the reason" has "FAILED: Broken pipe" "$T/err"
 
+"$DMIO" copy --json "$T/missing" - >"$T/copy" 2>"$T/err"
+rc=$?
+check "a failed copy to stdout exits 2" status 2
+check "its JSON error goes to stderr, not into the data" \
+	[ ! -s "$T/copy" ]
+check "the JSON error is on stderr" \
+	has '^\{"command":"copy","error":"cannot open source' "$T/err"
+
 # ---- what a stream cannot be ----
 mkdir -p "$T/w"
 usage() {
