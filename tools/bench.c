@@ -47,8 +47,10 @@ struct bench {
 	struct block_device *bdev[DM_IO_MAX_REGIONS];
 	unsigned int nr;
 	uint64_t size; /* bytes every device has */
+	/* as the options set them */
 	double seconds;
 	unsigned int runs, qd;
+	bool write;
 };
 
 struct result {
@@ -285,37 +287,39 @@ static int run_workload(const struct bench *b, const struct workload *w,
 	return 0;
 }
 
-struct bench_cli {
-	double seconds;
-	unsigned long runs, qd;
-	bool write;
-};
+/* A whole number from 1 to @max, or 0 for anything else. */
+static unsigned int count_arg(const char *s, unsigned int max)
+{
+	unsigned long long v;
+
+	return parse_uint(s, max, &v) ? 0 : (unsigned int)v;
+}
 
 static int bench_option(int opt, void *ctx)
 {
-	struct bench_cli *c = ctx;
+	struct bench *b = ctx;
 	char *end;
 
 	switch (opt) {
 	case OPT_SECONDS:
-		c->seconds = strtod(optarg, &end);
-		if (*end || !(c->seconds > 0 && c->seconds <= 3600))
+		b->seconds = strtod(optarg, &end);
+		if (*end || !(b->seconds > 0 && b->seconds <= 3600))
 			return usage_error("bad --seconds '%s'", optarg);
 		break;
 	case OPT_RUNS:
-		c->runs = strtoul(optarg, &end, 10);
-		if (*end || !c->runs || c->runs > MAX_RUNS)
+		b->runs = count_arg(optarg, MAX_RUNS);
+		if (!b->runs)
 			return usage_error("--runs: 1 to %d, not '%s'",
 					   MAX_RUNS, optarg);
 		break;
 	case OPT_QD:
-		c->qd = strtoul(optarg, &end, 10);
-		if (*end || !c->qd || c->qd > MAX_QD)
+		b->qd = count_arg(optarg, MAX_QD);
+		if (!b->qd)
 			return usage_error("--qd: 1 to %d, not '%s'", MAX_QD,
 					   optarg);
 		break;
 	case OPT_WRITE:
-		c->write = true;
+		b->write = true;
 		break;
 	default:
 		return EXIT_USAGE;
@@ -380,17 +384,16 @@ add(struct workload *w, char (*names)[48], unsigned int *n, enum pattern p,
 
 static int run(int argc, char *argv[])
 {
-	struct bench_cli c = {.seconds = 3, .runs = 3, .qd = 32};
+	struct bench b = {.seconds = 3, .runs = 3, .qd = 32};
 	struct common_opts co = {0};
 	struct workload w[6];
 	struct result res[6];
-	struct bench b = {0};
 	char names[6][48];
 	unsigned int i, n = 0;
 	int status, ret = 0;
 	sigset_t blocked;
 
-	status = parse_options(argc, argv, &co, bench_option, &c);
+	status = parse_options(argc, argv, &co, bench_option, &b);
 	if (status != GO_ON)
 		return status;
 	status = 0;
@@ -398,9 +401,6 @@ static int run(int argc, char *argv[])
 		return usage_error("missing device");
 	if (argc - optind > DM_KCOPYD_MAX_REGIONS)
 		return usage_error("at most %d devices", DM_KCOPYD_MAX_REGIONS);
-	b.seconds = c.seconds;
-	b.runs = (unsigned int)c.runs;
-	b.qd = (unsigned int)c.qd;
 	for (i = 0; i < (unsigned int)(argc - optind); i++) {
 		const char *spec = argv[optind + (int)i];
 
@@ -410,7 +410,7 @@ static int run(int argc, char *argv[])
 			goto out;
 		}
 		b.bdev[i] = dm_bdev_open(
-			spec, co.open_flags | (c.write ? 0 : DM_BDEV_RDONLY));
+			spec, co.open_flags | (b.write ? 0 : DM_BDEV_RDONLY));
 		if (!b.bdev[i]) {
 			status = fatal("cannot open '%s': %s", spec,
 				       error_text(-errno));
@@ -439,7 +439,7 @@ static int run(int argc, char *argv[])
 	add(w, names, &n, CALLBACK, false, true, 4096, b.qd,
 	    "4k randread QD%u callbacks", b.qd);
 	add(w, names, &n, SYNC, false, true, 4096, 1, "4k randread QD1 sync");
-	if (c.write) {
+	if (b.write) {
 		add(w, names, &n, SUBMITTER, true, true, 4096, b.qd,
 		    "4k randwrite x%u QD%u", b.nr, b.qd);
 		add(w, names, &n, SUBMITTER, true, false, 1u << 20, 4,

@@ -351,12 +351,11 @@ static bool readable(struct clients *c, struct run *run, sector_t pos,
 	return !dm_io(&req, 1, &where, NULL);
 }
 
-/* Note the unreadable [@pos, @end) (issue order) in @res, joined to the
- * last range when they touch. */
-static void note_bad(struct run *run, struct transfer_result *res, sector_t pos,
-		     sector_t end)
+/* Note the unreadable source sectors @r in @res, joined to the last range
+ * when they touch it on either side (a backward copy finds them from the
+ * end). */
+void note_unreadable(struct transfer_result *res, struct sector_range r)
 {
-	struct sector_range r = {stretch_start(run, pos, end - pos), end - pos};
 	struct sector_range *last = res->nr_bad ? &res->bad[res->nr_bad - 1]
 						: NULL,
 			    *more;
@@ -427,7 +426,9 @@ static void rescue(struct clients *c, struct run *run, sector_t pos,
 		     q += unit)
 			;
 		pthread_mutex_lock(&run->lock);
-		note_bad(run, res, pos, q);
+		note_unreadable(res, (struct sector_range){
+					     stretch_start(run, pos, q - pos),
+					     q - pos});
 		if (!o->noerror) {
 			run->stop_pos = pos;
 			break;

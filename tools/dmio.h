@@ -133,6 +133,7 @@ int parse_options(int argc, char *argv[], struct common_opts *co,
 		  int (*own)(int opt, void *ctx), void *ctx);
 
 /* spec.c */
+int parse_uint(const char *s, unsigned long long max, unsigned long long *out);
 int parse_amount(const char *s, sector_t *sectors);
 struct target *parse_targets(char *const args[], unsigned int nr, int *status);
 bool target_is_path(const struct target *t);
@@ -218,6 +219,9 @@ int overlap_side(const struct target *src, const struct target *dst);
 void transfer(struct clients *c, struct target *src, struct target *dst,
 	      unsigned int nr, const struct transfer_opts *o,
 	      struct progress *pg, struct transfer_result *res);
+
+/* Note unreadable source sectors in @res->bad, joining touching ranges. */
+void note_unreadable(struct transfer_result *res, struct sector_range r);
 
 /* One data-less flush over every healthy destination; a failed flush
  * fails its destination. */

@@ -91,15 +91,11 @@ static int run(int argc, char *argv[])
 	struct common_opts co = {0};
 	struct dm_io_client *io;
 	const char *backend, *why;
-	unsigned int flags;
-	bool json;
 	int i, status;
 
 	status = parse_options(argc, argv, &co, NULL, NULL);
 	if (status != GO_ON)
 		return status;
-	flags = co.open_flags;
-	json = co.json;
 	status = 0;
 	if (optind >= argc)
 		return usage_error("missing device");
@@ -108,20 +104,20 @@ static int run(int argc, char *argv[])
 			return usage_error("'-' is a stream: info describes "
 					   "devices");
 
-	if (json)
+	if (co.json)
 		printf("{\"command\":\"info\",\"devices\":[");
 	for (i = optind; i < argc; i++) {
-		struct block_device *bdev = open_device(argv[i], flags);
+		struct block_device *bdev = open_device(argv[i], co.open_flags);
 		struct dm_bdev_info in;
 		int err = bdev ? dm_bdev_get_info(bdev, &in) : -errno;
 
 		if (err) {
-			if (!json)
+			if (!co.json)
 				warn("cannot open '%s': %s", argv[i],
 				     error_text(err));
 			status = EXIT_USAGE;
 		}
-		if (json) {
+		if (co.json) {
 			printf("%s", i > optind ? "," : "");
 			print_json_device(argv[i], &in, err);
 		} else if (!err) {
@@ -133,7 +129,7 @@ static int run(int argc, char *argv[])
 	backend = probe_backend(&io, &why);
 	if (!backend)
 		status = EXIT_USAGE;
-	if (json) {
+	if (co.json) {
 		printf("],\"backend\":");
 		json_string(stdout, backend);
 		printf(",\"backend_reason\":");

@@ -78,24 +78,22 @@ static void draw(struct progress *p, uint64_t done, double now, bool final)
 
 	if (!ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) && ws.ws_col)
 		cols = ws.ws_col;
-	/* Fixed widths, so that the bar does not shift as numbers grow. */
-	snprintf(left, sizeof(left), "%9s / %s %3d%% ",
-		 human_bytes(done, a, sizeof(a)),
-		 human_bytes(p->total, b, sizeof(b)), (int)(frac * 100));
-	if (p->unknown) { /* a stream: no end to measure against */
+	/* Fixed widths, so that the bar does not shift as numbers grow.  A
+	 * stream has no end to measure against: no total, ETA or bar. */
+	if (p->unknown)
 		snprintf(left, sizeof(left), "%9s ",
 			 human_bytes(done, a, sizeof(a)));
-		snprintf(right, sizeof(right), " %7.1f MiB/s  %s", rate,
+	else
+		snprintf(left, sizeof(left), "%9s / %s %3d%% ",
+			 human_bytes(done, a, sizeof(a)),
+			 human_bytes(p->total, b, sizeof(b)),
+			 (int)(frac * 100));
+	if (p->unknown)
+		snprintf(b, sizeof(b), "%s",
 			 final	    ? "done"
 			 : p->phase ? p->phase
 				    : "");
-		fprintf(stderr, "\r%s%s\033[K", left, right);
-		fflush(stderr);
-		p->last_draw = now;
-		p->drawn = true;
-		return;
-	}
-	if (final)
+	else if (final)
 		snprintf(b, sizeof(b), "in %.2f s", elapsed);
 	else if (p->phase)
 		snprintf(b, sizeof(b), "%s...", p->phase);
@@ -111,7 +109,7 @@ static void draw(struct progress *p, uint64_t done, double now, bool final)
 	if (width > BAR_MAX)
 		width = BAR_MAX;
 	fill = (int)(frac * (width > 0 ? width : 0));
-	if (width >= BAR_MIN) {
+	if (width >= BAR_MIN && !p->unknown) {
 		memset(bar, '#', (size_t)fill);
 		memset(bar + fill, '.', (size_t)(width - fill));
 		bar[width] = '\0';

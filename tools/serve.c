@@ -68,18 +68,6 @@ static int parse_bytes(const char *s, unsigned long long *out)
 	return 0;
 }
 
-static int parse_uint(const char *s, unsigned long long max,
-		      unsigned long long *out)
-{
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	*out = strtoull(s, &end, 10);
-	return errno || *end || *out > max ? -EINVAL : 0;
-}
-
 /* Send one command line to a running server and print its answer.
  * Returns 0 when the answer starts "ok" (or is JSON), 1 otherwise. */
 static int ask(const char *path, const char *line)

@@ -88,6 +88,18 @@ static int amount(const char *s, size_t len, sector_t *sectors)
 	return 0;
 }
 
+/* A decimal number of at most @max, digits only.  Returns 0 or -EINVAL. */
+int parse_uint(const char *s, unsigned long long max, unsigned long long *out)
+{
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	return errno || *end || *out > max ? -EINVAL : 0;
+}
+
 int parse_amount(const char *s, sector_t *sectors)
 {
 	return amount(s, strlen(s), sectors);
@@ -123,7 +135,6 @@ static int target_parse(struct target *t, const char *arg)
 	if ((ret == -EINVAL || ret2 == -EINVAL) &&
 	    (!num || !isdigit((unsigned char)*num) || !stat(arg, &st))) {
 		t->spec = strdup(arg);
-		t->stream = t->spec && !strcmp(arg, "-");
 		return t->spec ? 0 : -ENOMEM;
 	}
 	if (ret == -EINVAL || ret2 == -EINVAL)
@@ -134,7 +145,6 @@ static int target_parse(struct target *t, const char *arg)
 	t->sector = sector;
 	t->count = count;
 	t->has_count = plus != NULL;
-	t->stream = t->spec && !strcmp(t->spec, "-");
 	return t->spec ? 0 : -ENOMEM;
 }
 
@@ -151,8 +161,10 @@ struct target *parse_targets(char *const args[], unsigned int nr, int *status)
 		*status = fatal("%s", strerror(ENOMEM));
 		return NULL;
 	}
-	for (i = 0; i < nr && !ret; i++)
+	for (i = 0; i < nr && !ret; i++) {
 		ret = target_parse(&t[i], args[i]);
+		t[i].stream = !ret && !strcmp(t[i].spec, "-");
+	}
 	if (!ret)
 		return t;
 	if (ret == -ERANGE)

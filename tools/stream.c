@@ -246,26 +246,6 @@ static void from_stdin(struct clients *c, struct target *src,
 	free(buf);
 }
 
-/* Note source sectors [@sector, +@count) as unreadable, joined to the
- * last range when they touch. */
-static void note_unreadable(struct transfer_result *res, sector_t sector,
-			    sector_t count)
-{
-	struct sector_range *last =
-		res->nr_bad ? &res->bad[res->nr_bad - 1] : NULL;
-	struct sector_range *more;
-
-	if (last && last->sector + last->count == sector) {
-		last->count += count;
-		return;
-	}
-	more = realloc(res->bad, (res->nr_bad + 1) * sizeof(*more));
-	if (!more)
-		return; /* the total still says; the list misses one */
-	res->bad = more;
-	res->bad[res->nr_bad++] = (struct sector_range){sector, count};
-}
-
 /*
  * Read @len sectors of @src at @pos (into the region) into @buf; when the
  * read fails, block by block, zeroing unreadable blocks with --noerror or
@@ -292,7 +272,7 @@ static sector_t read_chunk(struct clients *c, struct target *src, sector_t pos,
 			continue;
 		if (!res->read_err)
 			res->read_err = ret == -EIO && err ? err : ret;
-		note_unreadable(res, pos + q, unit);
+		note_unreadable(res, (struct sector_range){pos + q, unit});
 		if (o->noerror) {
 			memset(buf + BYTES(q), 0, BYTES(unit));
 			continue;
@@ -304,7 +284,8 @@ static sector_t read_chunk(struct clients *c, struct target *src, sector_t pos,
 			if (!sync_io(c, DM_IO_OP_READ, &w, 1, buf + BYTES(q),
 				     &err))
 				break;
-			note_unreadable(res, pos + got, unit);
+			note_unreadable(res,
+					(struct sector_range){pos + got, unit});
 		}
 		return q;
 	}
