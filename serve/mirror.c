@@ -431,7 +431,9 @@ int mirror_start(struct mirror *m)
 	m->io = dm_io_client_create();
 	if (!m->io)
 		return -errno;
-	m->kc = dm_kcopyd_client_create();
+	/* The resync issues on the export's own client: one ring. */
+	m->kc = dm_kcopyd_client_create_opts(
+		&(struct dm_kcopyd_options){.io_client = m->io});
 	if (!m->kc)
 		return -errno;
 	ret = assemble(m);

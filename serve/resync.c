@@ -171,24 +171,39 @@ static void promote(struct mirror *m)
 	pthread_mutex_unlock(&m->meta_lock);
 }
 
-/*
- * Copy one batch of regions that legs lack.  Returns false when there is
- * nothing left to copy (or nothing to copy from).
- */
-static bool resync_step(struct mirror *m, uint64_t *cursor)
-{
-	struct copy_wait w = {.lock = PTHREAD_MUTEX_INITIALIZER,
-			      .cond = PTHREAD_COND_INITIALIZER};
-	struct io_region from, dests[MIRROR_MAX_LEGS];
+/* One kcopyd job of regions [r, r + n) from leg @src to the legs in
+ * idx[]; two are in flight so that the copy never drains at a batch's
+ * end. */
+struct batch {
+	struct copy_wait w;
 	struct dm_kcopyd_errors errs;
-	unsigned int idx[MIRROR_MAX_LEGS], mask = 0, nd = 0, i, k;
+	unsigned int idx[MIRROR_MAX_LEGS], nd;
+	uint64_t r, n;
+	sector_t count;
+	int src, ret;
+	bool busy;
+};
+
+#define BATCHES 2
+
+/*
+ * Start copying the next batch of regions that legs lack, from *cursor
+ * on, skipping regions a batch in flight holds.  Returns false when there
+ * is nothing (else) to copy, or nothing to copy from.
+ */
+static bool batch_start(struct mirror *m, uint64_t *cursor, struct batch *b)
+{
+	struct io_region from, dests[MIRROR_MAX_LEGS];
+	unsigned int mask = 0, i, k;
 	uint64_t r, n, scanned, limit = batch_limit(m);
-	sector_t sector, count;
-	int src = -1, ret;
+	sector_t sector;
+	int src = -1;
 
 	pthread_mutex_lock(&m->lock);
 	for (scanned = 0; scanned < m->nr_regions; scanned++) {
 		r = (*cursor + scanned) % m->nr_regions;
+		if (bit_test(m->locked, r))
+			continue;
 		mask = needing(m, r);
 		if (mask) {
 			src = source_for(m, r);
@@ -201,77 +216,129 @@ static bool resync_step(struct mirror *m, uint64_t *cursor)
 		return false;
 	}
 	for (n = 1; r + n < m->nr_regions && n < limit; n++)
-		if (needing(m, r + n) != mask ||
+		if (bit_test(m->locked, r + n) || needing(m, r + n) != mask ||
 		    (m->legs[src].need_count &&
 		     bit_test(m->legs[src].need, r + n)))
 			break;
 	lock_regions(m, r, n);
+	*b = (struct batch){.w = {.lock = PTHREAD_MUTEX_INITIALIZER,
+				  .cond = PTHREAD_COND_INITIALIZER},
+			    .r = r,
+			    .n = n,
+			    .src = src,
+			    .busy = true};
 	m->legs[src].users++;
 	for (i = 0; i < MIRROR_MAX_LEGS; i++)
 		if (mask & 1u << i) {
 			m->legs[i].users++;
-			idx[nd++] = i;
+			b->idx[b->nd++] = i;
 		}
 	pthread_mutex_unlock(&m->lock);
 
 	sector = r * m->region_sectors;
-	count = n * m->region_sectors;
-	if (sector + count > m->data_sectors)
-		count = m->data_sectors - sector;
-	from = (struct io_region){m->legs[src].bdev, sector, count};
-	for (k = 0; k < nd; k++)
-		dests[k] =
-			(struct io_region){m->legs[idx[k]].bdev, sector, count};
-	ret = dm_kcopyd_copy_errors(m->kc, &from, nd, dests,
-				    1u << DM_KCOPYD_IGNORE_ERROR, copy_done, &w,
-				    &errs);
-	if (!ret) {
-		pthread_mutex_lock(&w.lock);
-		while (!w.done)
-			pthread_cond_wait(&w.cond, &w.lock);
-		pthread_mutex_unlock(&w.lock);
-	} else {
-		w.read_err = 0;
-		w.write_err = ~0ul;
-		for (k = 0; k < nd; k++)
-			errs.dests[k] = ret;
+	b->count = n * m->region_sectors;
+	if (sector + b->count > m->data_sectors)
+		b->count = m->data_sectors - sector;
+	from = (struct io_region){m->legs[src].bdev, sector, b->count};
+	for (k = 0; k < b->nd; k++)
+		dests[k] = (struct io_region){m->legs[b->idx[k]].bdev, sector,
+					      b->count};
+	b->ret = dm_kcopyd_copy_errors(m->kc, &from, b->nd, dests,
+				       1u << DM_KCOPYD_IGNORE_ERROR, copy_done,
+				       &b->w, &b->errs);
+	if (b->ret) {
+		b->w.done = true;
+		b->w.read_err = 0;
+		b->w.write_err = ~0ul;
+		for (k = 0; k < b->nd; k++)
+			b->errs.dests[k] = b->ret;
 	}
+	*cursor = r + n;
+	return true;
+}
+
+/* Wait for a batch to be copied, and count what it brought in sync. */
+static void batch_end(struct mirror *m, struct batch *b)
+{
+	struct copy_wait *w = &b->w;
+	uint64_t bytes = b->count << SECTOR_SHIFT;
+	unsigned int k;
+
+	pthread_mutex_lock(&w->lock);
+	while (!w->done)
+		pthread_cond_wait(&w->cond, &w->lock);
+	pthread_mutex_unlock(&w->lock);
 
 	pthread_mutex_lock(&m->lock);
-	unlock_regions(m, r, n);
-	m->legs[src].users--;
-	for (k = 0; k < nd; k++) {
-		struct leg *l = &m->legs[idx[k]];
+	unlock_regions(m, b->r, b->n);
+	m->legs[b->src].users--;
+	for (k = 0; k < b->nd; k++) {
+		struct leg *l = &m->legs[b->idx[k]];
 		uint64_t j;
 
 		l->users--;
-		if (w.read_err || w.write_err & 1ul << k)
+		if (w->read_err || w->write_err & 1ul << k)
 			continue;
-		for (j = r; j < r + n; j++)
+		for (j = b->r; j < b->r + b->n; j++)
 			if (bit_test(l->need, j)) {
 				bit_clear(l->need, j);
 				l->need_count--;
 				m->resync_regions_done++;
 			}
 		l->writes++;
-		l->write_bytes += count << SECTOR_SHIFT;
+		l->write_bytes += bytes;
 	}
-	if (!w.read_err)
-		m->legs[src].reads++;
-	m->resynced_regions += w.read_err ? 0 : n;
-	m->resynced_bytes += w.read_err ? 0 : count << SECTOR_SHIFT;
+	if (!w->read_err)
+		m->legs[b->src].reads++;
+	m->resynced_regions += w->read_err ? 0 : b->n;
+	m->resynced_bytes += w->read_err ? 0 : bytes;
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->lock);
 
-	if (w.read_err && !ret)
-		mirror_fail_leg(m, (unsigned int)src,
-				errs.read ? errs.read : -EIO);
-	for (k = 0; k < nd; k++)
-		if (!w.read_err && w.write_err & 1ul << k)
-			mirror_fail_leg(m, idx[k],
-					errs.dests[k] ? errs.dests[k] : -EIO);
-	*cursor = r + n;
+	if (w->read_err && !b->ret)
+		mirror_fail_leg(m, (unsigned int)b->src,
+				b->errs.read ? b->errs.read : -EIO);
+	for (k = 0; k < b->nd; k++)
+		if (!w->read_err && w->write_err & 1ul << k)
+			mirror_fail_leg(m, b->idx[k],
+					b->errs.dests[k] ? b->errs.dests[k]
+							 : -EIO);
+	b->busy = false;
+}
+
+/*
+ * Keep BATCHES copies in flight and end the oldest (@next is its slot).
+ * Returns false when nothing was in flight: there is nothing to copy.
+ */
+static bool resync_step(struct mirror *m, uint64_t *cursor, struct batch *b,
+			unsigned int *next)
+{
+	unsigned int i, slot;
+
+	for (i = 0; i < BATCHES; i++) {
+		slot = (*next + i) % BATCHES;
+		if (!b[slot].busy && !batch_start(m, cursor, &b[slot]))
+			break;
+	}
+	if (!b[*next].busy) {
+		/* The oldest slot is free: the other may still hold one. */
+		*next = (*next + 1) % BATCHES;
+		if (!b[*next].busy)
+			return false;
+	}
+	batch_end(m, &b[*next]);
+	*next = (*next + 1) % BATCHES;
 	return true;
+}
+
+/* End every batch in flight (the daemon stops, or has nothing to do). */
+static void resync_drain(struct mirror *m, struct batch *b)
+{
+	unsigned int i;
+
+	for (i = 0; i < BATCHES; i++)
+		if (b[i].busy)
+			batch_end(m, &b[i]);
 }
 
 /* Compare region @r across the legs that hold it (m->lock not held). */
@@ -369,6 +436,8 @@ static void *daemon_main(void *arg)
 	struct mirror *m = arg;
 	double last_clean = mirror_now(), pass_start = 0;
 	uint64_t cursor = 0, pass_bytes = 0;
+	struct batch batches[BATCHES] = {0};
+	unsigned int oldest = 0;
 
 	pthread_mutex_lock(&m->lock);
 	while (!m->stopping) {
@@ -398,7 +467,7 @@ static void *daemon_main(void *arg)
 		if (resync) {
 			uint64_t before = m->resynced_bytes;
 
-			copied = resync_step(m, &cursor);
+			copied = resync_step(m, &cursor, batches, &oldest);
 			pass_bytes += m->resynced_bytes - before;
 			if (pass_bytes) {
 				double t = mirror_now() - pass_start;
@@ -409,8 +478,11 @@ static void *daemon_main(void *arg)
 				pthread_mutex_unlock(&m->lock);
 			}
 			rate_wait(m, pass_start, pass_bytes);
-		} else if (scrub) {
-			scrub_run(m);
+		} else {
+			/* A leg failed under a batch, say: end what is out. */
+			resync_drain(m, batches);
+			if (scrub)
+				scrub_run(m);
 		}
 		promote(m);
 		if (mirror_now() - last_clean >= 1.0) {
@@ -438,6 +510,7 @@ static void *daemon_main(void *arg)
 		}
 	}
 	pthread_mutex_unlock(&m->lock);
+	resync_drain(m, batches);
 	return NULL;
 }
 
