@@ -616,20 +616,20 @@ struct layout {
 	size_t pieces, errs, iov, size;
 };
 
-static void layout_of(const struct plan *pl, unsigned int num_regions,
+/* Where the parts of a request block go: the request and its chunks, then
+ * the pieces, the per-region errnos and the iovecs. */
+static void layout_of(unsigned int chunks, unsigned int pieces,
+		      unsigned int regions, unsigned int iovs,
 		      struct layout *lo)
 {
-	unsigned int chunks = pl->nr_chunks ? pl->nr_chunks : 1; /* or a NOP */
-
 	lo->pieces = ALIGN_UP(sizeof(struct dmi_io) +
 				      chunks * sizeof(struct dmi_chunk),
 			      alignof(struct dmi_piece));
-	lo->errs =
-		ALIGN_UP(lo->pieces + pl->nr_pieces * sizeof(struct dmi_piece),
-			 alignof(atomic_int));
-	lo->iov = ALIGN_UP(lo->errs + num_regions * sizeof(atomic_int),
+	lo->errs = ALIGN_UP(lo->pieces + pieces * sizeof(struct dmi_piece),
+			    alignof(atomic_int));
+	lo->iov = ALIGN_UP(lo->errs + regions * sizeof(atomic_int),
 			   alignof(struct iovec));
-	lo->size = lo->iov + pl->nr_iov * sizeof(struct iovec);
+	lo->size = lo->iov + iovs * sizeof(struct iovec);
 }
 
 /* The request block and its bounce buffers, all or nothing. */
@@ -773,29 +773,102 @@ static void fill_bounces(struct dmi_io *io)
 	}
 }
 
-DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
-		      struct io_region *where, unsigned long *sync_error_bits)
+/* ---- the quick path ---- */
+
+/*
+ * A read or write of contiguous memory that every region's device takes
+ * whole, as one piece (no split, no bounce, no flush first): what planning
+ * would find is known, so it is skipped.  Returns the request with its
+ * chunks linked, or NULL when it needs planning (or memory is short: the
+ * planned path knows how to wait for it).
+ */
+static struct dmi_io *quick_io(struct dm_io_client *client,
+			       const struct dm_io_request *req,
+			       unsigned int num_regions,
+			       const struct io_region *where)
 {
-	struct dmi_sync_wait waiter = {0};
-	struct dm_io_client *client;
+	unsigned int op = req->bi_opf & DM_IO_OP_MASK, i;
+	enum dmi_chunk_op cop =
+		op == DM_IO_OP_READ ? DMI_CHUNK_READ : DMI_CHUNK_WRITE;
+	char *addr = req->mem.ptr.addr;
+	uint64_t len = where[0].count << SECTOR_SHIFT;
+	struct dmi_piece *piece;
+	struct iovec *iov;
+	struct layout lo;
+	struct dmi_io *io;
+
+	if ((op != DM_IO_OP_READ && op != DM_IO_OP_WRITE) ||
+	    req->bi_opf & DM_IO_PREFLUSH ||
+	    (req->mem.type != DM_IO_VMA && req->mem.type != DM_IO_KMEM) ||
+	    !addr || !len)
+		return NULL;
+	for (i = 0; i < num_regions; i++) {
+		const struct dmi_bdev_limits *lim = &where[i].bdev->lim;
+
+		if (where[i].count != where[0].count || len > lim->max_bytes ||
+		    (lim->direct && (uintptr_t)addr & (lim->mem_align - 1)) ||
+		    region_errno(&where[i], op))
+			return NULL;
+	}
+	layout_of(num_regions, 1, num_regions, 1, &lo);
+	io = dmi_pool_alloc(&client->pool, lo.size);
+	if (!io)
+		return NULL;
+	*io = (struct dmi_io){
+		.client = client,
+		.ioprio = req->ioprio,
+		.nr_regions = num_regions,
+		.nr_chunks = num_regions,
+		.nr_pieces = 1,
+		.alloc_size = lo.size,
+		.out_errors = req->region_errors,
+		.errs = (atomic_int *)((char *)io + lo.errs),
+		.pieces = (struct dmi_piece *)((char *)io + lo.pieces),
+	};
+	atomic_init(&io->pending, num_regions);
+	atomic_init(&io->error_bits, 0);
+	iov = (struct iovec *)((char *)io + lo.iov);
+	*iov = (struct iovec){.iov_base = addr, .iov_len = len};
+	piece = io->pieces;
+	*piece = (struct dmi_piece){.len = len, .iov = iov, .niov = 1};
+	for (i = 0; i < num_regions; i++) {
+		struct dmi_chunk *c = &io->chunks[i];
+
+		*c = (struct dmi_chunk){
+			.io = io,
+			.next = i + 1 < num_regions ? c + 1 : NULL,
+			.bdev = where[i].bdev,
+			.piece = piece,
+			.pos = where[i].sector << SECTOR_SHIFT,
+			.len = len,
+			.region = i,
+			.op = cop,
+			.flags = req->bi_opf & DM_IO_FUA ? DMI_CHUNK_FUA : 0,
+			.ioprio = req->ioprio,
+		};
+		atomic_init(&io->errs[i], 0);
+		atomic_fetch_add_explicit(&where[i].bdev->inflight, 1,
+					  memory_order_relaxed);
+	}
+	return io;
+}
+
+/* Everything else: plan each region, allocate (waiting for memory when
+ * the reservation is spent), build the chunks.  Returns 0 with the
+ * request in *iop and the chunks to submit now in *headp. */
+static int planned_io(struct dm_io_request *req, unsigned int num_regions,
+		      struct io_region *where, struct dmi_io **iop,
+		      struct dmi_chunk **headp)
+{
+	struct dm_io_client *client = req->client;
+	unsigned int op = req->bi_opf & DM_IO_OP_MASK, i;
+	unsigned long early_bits = 0;
+	struct dpages dp = {0};
 	struct layout lo;
 	struct plan pl;
-	struct dpages dp = {0};
-	struct dmi_chunk *head;
 	struct dmi_io *io;
-	unsigned int op, i;
-	unsigned long early_bits = 0;
-	bool sync;
 	int ret;
 
-	ret = check_request(req, num_regions, where);
-	if (ret)
-		return ret;
-	client = req->client;
-	sync = !req->notify.fn;
-	op = req->bi_opf & DM_IO_OP_MASK;
-	if (sync && dmi_current_cb_client)
-		return -EDEADLK;
 	/* Data-less operations ignore the memory. */
 	if (op == DM_IO_OP_READ || op == DM_IO_OP_WRITE) {
 		ret = dmi_dp_init(&dp, &req->mem);
@@ -811,7 +884,9 @@ DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
 	if (op == DM_IO_OP_READ && pl.early[0])
 		zero_memory(dp, where[0].count << SECTOR_SHIFT);
 
-	layout_of(&pl, num_regions, &lo);
+	/* No chunks: a NOP still completes the request. */
+	layout_of(pl.nr_chunks ? pl.nr_chunks : 1, pl.nr_pieces, num_regions,
+		  pl.nr_iov, &lo);
 	for (;;) {
 		unsigned long gen = dmi_pool_gen(&client->pool);
 
@@ -831,10 +906,38 @@ DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
 	for (i = 0; i < num_regions; i++)
 		atomic_init(&io->errs[i], pl.early[i]);
 	atomic_init(&io->error_bits, early_bits);
-	head = build_chunks(io, &pl, where);
+	*headp = build_chunks(io, &pl, where);
 	if (op == DM_IO_OP_WRITE)
 		fill_bounces(io);
+	*iop = io;
+	return 0;
+}
 
+DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
+		      struct io_region *where, unsigned long *sync_error_bits)
+{
+	struct dmi_sync_wait waiter = {0};
+	struct dm_io_client *client;
+	struct dmi_chunk *head;
+	struct dmi_io *io;
+	bool sync;
+	int ret;
+
+	ret = check_request(req, num_regions, where);
+	if (ret)
+		return ret;
+	client = req->client;
+	sync = !req->notify.fn;
+	if (sync && dmi_current_cb_client)
+		return -EDEADLK;
+	io = quick_io(client, req, num_regions, where);
+	if (io) {
+		head = io->chunks;
+	} else {
+		ret = planned_io(req, num_regions, where, &io, &head);
+		if (ret)
+			return ret;
+	}
 	if (sync) {
 		io->waiter = &waiter;
 	} else {

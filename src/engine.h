@@ -34,9 +34,16 @@ int dmi_dp_init(struct dpages *dp, const struct dm_io_memory *mem);
 
 struct dmi_arena;
 
+/* Small blocks freed lately, kept whole for the next request of their size
+ * rather than merged back into the buddies (DMI_QUICK_DEPTH per order). */
+#define DMI_QUICK_ORDERS 5 /* 64 bytes to 1 KiB */
+#define DMI_QUICK_DEPTH	 64
+
 struct dmi_pool {
-	pthread_spinlock_t spin; /* the arenas */
+	pthread_spinlock_t spin; /* the arenas and the quick lists */
 	struct dmi_arena *arenas;
+	void *quick[DMI_QUICK_ORDERS];
+	unsigned int nr_quick[DMI_QUICK_ORDERS];
 	/* pages reserved, pages the arenas were mapped for; reserve and
 	 * unreserve are serialised by their callers */
 	unsigned long reserved, capacity;

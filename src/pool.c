@@ -151,6 +151,39 @@ static struct dmi_arena *arena_create(unsigned long pages)
 	return a;
 }
 
+/* The arena @p lies in, or NULL for a block from the heap. */
+static struct dmi_arena *arena_of(struct dmi_pool *pool, const void *p)
+{
+	struct dmi_arena *a;
+
+	for (a = pool->arenas; a; a = a->next)
+		if ((const char *)p >= a->base &&
+		    (const char *)p < a->base + a->size)
+			return a;
+	return NULL;
+}
+
+/* Merge the quick lists back into their arenas (spin lock held): before
+ * an arena is judged idle, and before an allocation gives up on them. */
+static bool drain_quick(struct dmi_pool *pool)
+{
+	bool any = false;
+	unsigned int q;
+
+	for (q = 0; q < DMI_QUICK_ORDERS; q++) {
+		while (pool->quick[q]) {
+			struct free_block *fb = pool->quick[q];
+
+			pool->quick[q] = fb->next;
+			arena_free(arena_of(pool, fb), (char *)fb,
+				   MIN_ORDER + q);
+			any = true;
+		}
+		pool->nr_quick[q] = 0;
+	}
+	return any;
+}
+
 static void arena_destroy(struct dmi_arena *a)
 {
 	munmap(a->base, a->size);
@@ -231,6 +264,7 @@ static void trim(struct dmi_pool *pool)
 	struct dmi_arena *a, *idle = NULL;
 
 	pthread_spin_lock(&pool->spin);
+	drain_quick(pool);
 	while ((a = unlink_spare(pool))) {
 		a->next = idle;
 		idle = a;
@@ -249,6 +283,7 @@ static bool oversized(struct dmi_pool *pool)
 	bool ret = false;
 
 	pthread_spin_lock(&pool->spin);
+	drain_quick(pool);
 	for (a = pool->arenas; a && !ret; a = a->next)
 		ret = !a->used && a->pages > 2 * pool->reserved;
 	pthread_spin_unlock(&pool->spin);
@@ -303,20 +338,37 @@ void dmi_pool_unreserve(struct dmi_pool *pool, unsigned int nr_pages)
 	}
 }
 
-/*
- * A spin lock, not a mutex: the buddy work under it is a few dozen
- * instructions, never a system call, and it sits on every request's path.
- */
-void *dmi_pool_alloc(struct dmi_pool *pool, size_t size)
+static void *arenas_alloc(struct dmi_pool *pool, unsigned int order)
 {
-	unsigned int order = order_of(size);
 	struct dmi_arena *a;
 	void *p = NULL;
 
-	pthread_spin_lock(&pool->spin);
 	for (a = pool->arenas; a && !p; a = a->next)
 		if (order <= a->top)
 			p = arena_alloc(a, order);
+	return p;
+}
+
+/*
+ * A spin lock, not a mutex: the work under it is a few dozen instructions,
+ * never a system call, and it sits on every request's path.  A small block
+ * comes from its quick list when one was freed lately.
+ */
+void *dmi_pool_alloc(struct dmi_pool *pool, size_t size)
+{
+	unsigned int order = order_of(size), q = order - MIN_ORDER;
+	void *p = NULL;
+
+	pthread_spin_lock(&pool->spin);
+	if (q < DMI_QUICK_ORDERS && pool->quick[q]) {
+		p = pool->quick[q];
+		pool->quick[q] = ((struct free_block *)p)->next;
+		pool->nr_quick[q]--;
+	} else {
+		p = arenas_alloc(pool, order);
+		if (!p && drain_quick(pool))
+			p = arenas_alloc(pool, order);
+	}
 	pthread_spin_unlock(&pool->spin);
 	/* Beyond the reservation: the heap, aligned as a buddy block of that
 	 * order is (up to a page), which O_DIRECT bounce buffers rely on. */
@@ -330,14 +382,18 @@ void *dmi_pool_alloc(struct dmi_pool *pool, size_t size)
 
 static void pool_release(struct dmi_pool *pool, void *p, size_t size)
 {
+	unsigned int order = order_of(size), q = order - MIN_ORDER;
 	struct dmi_arena *a;
 
 	pthread_spin_lock(&pool->spin);
-	for (a = pool->arenas; a; a = a->next)
-		if ((char *)p >= a->base && (char *)p < a->base + a->size)
-			break;
-	if (a)
-		arena_free(a, p, order_of(size));
+	a = arena_of(pool, p);
+	if (a && q < DMI_QUICK_ORDERS && pool->nr_quick[q] < DMI_QUICK_DEPTH) {
+		((struct free_block *)p)->next = pool->quick[q];
+		pool->quick[q] = p;
+		pool->nr_quick[q]++;
+	} else if (a) {
+		arena_free(a, p, order);
+	}
 	pthread_spin_unlock(&pool->spin);
 	if (!a)
 		free(p);
