@@ -135,7 +135,20 @@ static inline struct dmi_chunk *dmi_cq_pop(struct dmi_chunk_queue *q)
 }
 
 /* The iovecs for what is left of a data chunk; returns how many. */
-int dmi_chunk_iov(struct dmi_chunk *chunk, const struct iovec **iov);
+int dmi_chunk_iov_rest(struct dmi_chunk *chunk, const struct iovec **iov);
+
+static inline int dmi_chunk_iov(struct dmi_chunk *chunk,
+				const struct iovec **iov)
+{
+	const struct dmi_piece *p = chunk->piece;
+
+	/* The common case, inline: untouched, in the caller's memory. */
+	if (!chunk->done && chunk->op != DMI_CHUNK_ZERO_WRITE && !p->bounce) {
+		*iov = p->iov;
+		return (int)p->niov;
+	}
+	return dmi_chunk_iov_rest(chunk, iov);
+}
 /*
  * The one way a backend or device reports @res (bytes, 0 for a data-less
  * op, or -errno) for a chunk.  The completion, and any callback it runs,

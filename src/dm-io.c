@@ -84,7 +84,8 @@ static void free_io(struct dmi_io *io, bool undo)
 	unsigned int i;
 
 	for (i = 0; i < io->nr_pieces; i++)
-		release(pool, io->pieces[i].bounce, io->pieces[i].len);
+		if (io->pieces[i].bounce)
+			release(pool, io->pieces[i].bounce, io->pieces[i].len);
 	release(pool, io, io->alloc_size);
 }
 
@@ -282,8 +283,8 @@ void dmi_chunk_complete(struct dmi_chunk *c, int res,
 	dmi_current_cb_client = prev;
 }
 
-/* The iovecs for what is left of a chunk. */
-int dmi_chunk_iov(struct dmi_chunk *c, const struct iovec **iovp)
+/* The iovecs for what is left of a chunk, past the inline common case. */
+int dmi_chunk_iov_rest(struct dmi_chunk *c, const struct iovec **iovp)
 {
 	const struct dmi_piece *p = c->piece;
 	uint64_t skip = c->done;
@@ -814,17 +815,17 @@ static struct dmi_io *quick_io(struct dm_io_client *client,
 	io = dmi_pool_alloc(&client->pool, lo.size);
 	if (!io)
 		return NULL;
-	*io = (struct dmi_io){
-		.client = client,
-		.ioprio = req->ioprio,
-		.nr_regions = num_regions,
-		.nr_chunks = num_regions,
-		.nr_pieces = 1,
-		.alloc_size = lo.size,
-		.out_errors = req->region_errors,
-		.errs = (atomic_int *)((char *)io + lo.errs),
-		.pieces = (struct dmi_piece *)((char *)io + lo.pieces),
-	};
+	/* Field by field: the block is not cleared, and dm_io() sets the
+	 * notification. */
+	io->client = client;
+	io->ioprio = req->ioprio;
+	io->nr_regions = num_regions;
+	io->nr_chunks = num_regions;
+	io->nr_pieces = 1;
+	io->alloc_size = lo.size;
+	io->out_errors = req->region_errors;
+	io->errs = (atomic_int *)((char *)io + lo.errs);
+	io->pieces = (struct dmi_piece *)((char *)io + lo.pieces);
 	atomic_init(&io->pending, num_regions);
 	atomic_init(&io->error_bits, 0);
 	iov = (struct iovec *)((char *)io + lo.iov);
@@ -834,18 +835,19 @@ static struct dmi_io *quick_io(struct dm_io_client *client,
 	for (i = 0; i < num_regions; i++) {
 		struct dmi_chunk *c = &io->chunks[i];
 
-		*c = (struct dmi_chunk){
-			.io = io,
-			.next = i + 1 < num_regions ? c + 1 : NULL,
-			.bdev = where[i].bdev,
-			.piece = piece,
-			.pos = where[i].sector << SECTOR_SHIFT,
-			.len = len,
-			.region = i,
-			.op = cop,
-			.flags = req->bi_opf & DM_IO_FUA ? DMI_CHUNK_FUA : 0,
-			.ioprio = req->ioprio,
-		};
+		c->io = io;
+		c->next = i + 1 < num_regions ? c + 1 : NULL;
+		c->deps = NULL;
+		c->bdev = where[i].bdev;
+		c->piece = piece;
+		c->pos = where[i].sector << SECTOR_SHIFT;
+		c->len = len;
+		c->done = 0;
+		c->region = i;
+		c->op = cop;
+		c->flags = req->bi_opf & DM_IO_FUA ? DMI_CHUNK_FUA : 0;
+		c->retries = 0;
+		c->ioprio = req->ioprio;
 		atomic_init(&io->errs[i], 0);
 		atomic_fetch_add_explicit(&where[i].bdev->inflight, 1,
 					  memory_order_relaxed);
@@ -938,12 +940,9 @@ DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
 		if (ret)
 			return ret;
 	}
-	if (sync) {
-		io->waiter = &waiter;
-	} else {
-		io->fn = req->notify.fn;
-		io->context = req->notify.context;
-	}
+	io->waiter = sync ? &waiter : NULL;
+	io->fn = req->notify.fn;
+	io->context = req->notify.context;
 	atomic_fetch_add_explicit(&client->nr_requests, 1,
 				  memory_order_relaxed);
 	/* A lone synchronous chunk on a local device (one with a file

@@ -48,9 +48,14 @@ struct dmi_arena {
 
 static unsigned int order_of(size_t size)
 {
-	unsigned int order = MIN_ORDER;
+	/* Requests' own blocks are small: their orders by 64-byte units. */
+	static const uint8_t small[16] = {6,  7,  8,  8,  9,  9,  9,  9,
+					  10, 10, 10, 10, 10, 10, 10, 10};
 	size_t rest = size > 1 ? (size - 1) >> MIN_ORDER : 0;
+	unsigned int order = MIN_ORDER;
 
+	if (rest < 16)
+		return small[rest];
 	while (rest) {
 		rest >>= 1;
 		order++;

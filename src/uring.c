@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The io_uring backend.  Any thread fills submission entries under a short
- * lock and enters the kernel after dropping it; one completion thread per
+ * spin lock and enters the kernel after dropping it; one completion thread per
  * client reaps.  In-flight entries are capped at the completion queue's
  * size: what does not fit waits on a pending list that the completion
  * thread drains as room appears, so a callback can always submit, even into
@@ -29,8 +29,11 @@
 struct dmi_uring {
 	struct dmi_backend be;
 	struct io_uring ring;
-	pthread_mutex_t lock; /* the SQ, inflight, pending and helpers */
-	unsigned int inflight;
+	/* The SQ and pending.  A spin lock: what it covers is a few
+	 * stores per entry, never a system call. */
+	pthread_spinlock_t lock;
+	atomic_uint inflight; /* entries in the ring: the reaper lowers it */
+	pthread_mutex_t helpers_lock;
 	struct dmi_chunk_queue pending;
 	pthread_t thread;
 	/* Block-device discard as a uring command (Linux 6.12): 0 untried,
@@ -113,10 +116,10 @@ static bool to_helpers(struct dmi_uring *u, struct dmi_chunk *c)
 	if (c->op != DMI_CHUNK_DISCARD || !c->bdev->lim.is_blk ||
 	    atomic_load(&u->cmd_discard) >= 0)
 		return false;
-	pthread_mutex_lock(&u->lock);
+	pthread_mutex_lock(&u->helpers_lock);
 	if (!u->helpers)
 		u->helpers = dmi_helpers_create(u->be.client, &err);
-	pthread_mutex_unlock(&u->lock);
+	pthread_mutex_unlock(&u->helpers_lock);
 	if (!u->helpers) {
 		/* No helper: fail it through the ring, so that it still
 		 * completes on the reaper like everything else. */
@@ -137,25 +140,43 @@ static void flush_sq(struct dmi_uring *u)
 	io_uring_smp_store_release(sq->ktail, sq->sqe_tail);
 }
 
-/* Move pending chunks, then @more, into the ring while there is room; the
- * rest waits on the pending list, in order.  Returns entries filled. */
-static unsigned int fill_locked(struct dmi_uring *u,
-				struct dmi_chunk_queue *more)
+/* Move pending chunks, then the list @more, into the ring while there is
+ * room; the rest waits on the pending list, in order.  Returns entries
+ * filled. */
+static unsigned int fill_locked(struct dmi_uring *u, struct dmi_chunk *more)
 {
-	unsigned int n = 0;
+	unsigned int n = 0, room;
+	struct io_uring_sqe *sqe;
+	struct dmi_chunk *c;
 
-	dmi_cq_move(&u->pending, more);
-	while (!dmi_cq_empty(&u->pending) && u->inflight < CQ_ENTRIES) {
-		struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
-
+	if (more && !dmi_cq_empty(&u->pending)) {
+		dmi_cq_splice(&u->pending, more);
+		more = NULL;
+	}
+	room = CQ_ENTRIES -
+	       atomic_load_explicit(&u->inflight, memory_order_relaxed);
+	while (n < room) {
+		c = dmi_cq_empty(&u->pending) ? more : u->pending.head;
+		if (!c)
+			break;
+		sqe = io_uring_get_sqe(&u->ring);
 		if (!sqe)
 			break; /* others' entries not yet entered; they will */
-		prep_sqe(sqe, dmi_cq_pop(&u->pending));
-		u->inflight++;
+		if (c == more)
+			more = c->next;
+		else
+			dmi_cq_pop(&u->pending);
+		c->next = NULL;
+		prep_sqe(sqe, c);
 		n++;
 	}
-	if (n)
+	if (more)
+		dmi_cq_splice(&u->pending, more);
+	if (n) {
+		atomic_fetch_add_explicit(&u->inflight, n,
+					  memory_order_relaxed);
 		flush_sq(u);
+	}
 	return n;
 }
 
@@ -182,19 +203,18 @@ static void uring_submit(struct dmi_backend *be, struct dmi_chunk *head)
 	struct dmi_chunk *c;
 	unsigned int n;
 
-	dmi_cq_init(&keep);
-	if (atomic_load(&u->cmd_discard) < 0) {
+	if (atomic_load_explicit(&u->cmd_discard, memory_order_relaxed) < 0) {
+		dmi_cq_init(&keep);
 		while ((c = head)) {
 			head = c->next;
 			if (!to_helpers(u, c))
 				dmi_cq_push(&keep, c);
 		}
-	} else {
-		dmi_cq_splice(&keep, head);
+		head = keep.head;
 	}
-	pthread_mutex_lock(&u->lock);
-	n = fill_locked(u, &keep);
-	pthread_mutex_unlock(&u->lock);
+	pthread_spin_lock(&u->lock);
+	n = fill_locked(u, head);
+	pthread_spin_unlock(&u->lock);
 	/* Callbacks run by the reaper submit together, once the batch of
 	 * completions is done: one system call for all of them. */
 	if (reaping == u)
@@ -238,9 +258,8 @@ static void *reaper(void *arg)
 		/* Free the room first, so that callbacks submit straight into
 		 * the ring rather than onto the pending list. */
 		ready = io_uring_cq_ready(&u->ring);
-		pthread_mutex_lock(&u->lock);
-		u->inflight -= ready;
-		pthread_mutex_unlock(&u->lock);
+		atomic_fetch_sub_explicit(&u->inflight, ready,
+					  memory_order_relaxed);
 
 		io_uring_for_each_cqe(&u->ring, head, cqe)
 		{
@@ -264,9 +283,9 @@ static void *reaper(void *arg)
 		}
 		io_uring_cq_advance(&u->ring, n);
 
-		pthread_mutex_lock(&u->lock);
-		filled = fill_locked(u, &again);
-		pthread_mutex_unlock(&u->lock);
+		pthread_spin_lock(&u->lock);
+		filled = fill_locked(u, again.head);
+		pthread_spin_unlock(&u->lock);
 		enter(u, filled + u->batched);
 		u->batched = 0;
 
@@ -281,22 +300,23 @@ static void uring_destroy(struct dmi_backend *be)
 	struct dmi_chunk *stop = NULL;
 	struct io_uring_sqe *sqe;
 
-	pthread_mutex_lock(&u->lock);
+	pthread_spin_lock(&u->lock);
 	while (!(sqe = io_uring_get_sqe(&u->ring))) {
-		pthread_mutex_unlock(&u->lock);
+		pthread_spin_unlock(&u->lock);
 		sched_yield();
-		pthread_mutex_lock(&u->lock);
+		pthread_spin_lock(&u->lock);
 	}
 	io_uring_prep_nop(sqe);
 	io_uring_sqe_set_data(sqe, stop);
-	u->inflight++;
+	atomic_fetch_add(&u->inflight, 1);
 	flush_sq(u);
-	pthread_mutex_unlock(&u->lock);
+	pthread_spin_unlock(&u->lock);
 	enter(u, 1);
 	pthread_join(u->thread, NULL);
 	dmi_helpers_destroy(u->helpers);
 	io_uring_queue_exit(&u->ring);
-	pthread_mutex_destroy(&u->lock);
+	pthread_mutex_destroy(&u->helpers_lock);
+	pthread_spin_destroy(&u->lock);
 	free(u);
 }
 
@@ -352,7 +372,10 @@ struct dmi_backend *dmi_uring_create(struct dm_io_client *client, int *err)
 	u->be.client = client;
 	dmi_cq_init(&u->pending);
 	atomic_init(&u->cmd_discard, 0);
-	ret = -pthread_mutex_init(&u->lock, NULL);
+	atomic_init(&u->inflight, 0);
+	ret = -pthread_spin_init(&u->lock, PTHREAD_PROCESS_PRIVATE);
+	if (!ret)
+		ret = -pthread_mutex_init(&u->helpers_lock, NULL);
 	if (!ret)
 		ret = -pthread_create(&u->thread, NULL, reaper, u);
 	if (ret) {
