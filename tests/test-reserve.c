@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../src/engine.h"
 #include "harness.h"
 
 /* ---- the wrapped allocators --------------------------------------------- */
@@ -552,6 +553,43 @@ static void bounce_of_whole_reservation_never_allocates(void **state)
 	free(rbuf);
 }
 
+/* Requests' small blocks, freed, wait on the pool's quick lists for the
+ * next request of their size; a block as big as the whole reservation
+ * must still come from it, the heap failing, and the quick lists must
+ * hand a freed block straight back. */
+static void quick_lists_give_way_to_a_whole_reservation(void **state)
+{
+	void *small[2 * DMI_QUICK_DEPTH], *big, *again;
+	struct dmi_pool pool;
+	unsigned long calls;
+	unsigned int i;
+
+	(void)h_env(state);
+	assert_int_equal(dmi_pool_init(&pool), 0);
+	/* One page: an arena of one 16 KiB buddy block. */
+	assert_int_equal(dmi_pool_reserve(&pool, 1), 0);
+	for (i = 0; i < 2 * DMI_QUICK_DEPTH; i++) {
+		small[i] =
+			dmi_pool_alloc(&pool, i < DMI_QUICK_DEPTH ? 64 : 128);
+		assert_non_null(small[i]);
+	}
+	for (i = 0; i < 2 * DMI_QUICK_DEPTH; i++)
+		dmi_pool_free(&pool, small[i], i < DMI_QUICK_DEPTH ? 64 : 128);
+
+	arm();
+	again = dmi_pool_alloc(&pool, 100); /* 128 bytes: the last freed */
+	dmi_pool_free(&pool, again, 100);
+	big = dmi_pool_alloc(&pool, 16 * KiB);
+	calls = disarm();
+
+	assert_ptr_equal(again, small[2 * DMI_QUICK_DEPTH - 1]);
+	assert_non_null(big);
+	assert_int_equal(calls, 0);
+	dmi_pool_free(&pool, big, 16 * KiB);
+	dmi_pool_unreserve(&pool, 1);
+	dmi_pool_destroy(&pool);
+}
+
 int main(void)
 {
 	const struct CMUnitTest file_tests[] = {
@@ -560,6 +598,7 @@ int main(void)
 		R_TEST(async_io_within_reservation_never_allocates),
 		R_TEST(client_reservation_small_io_never_allocates),
 		R_TEST(beyond_reservation_failing_malloc_is_enomem_no_io),
+		R_TEST(quick_lists_give_way_to_a_whole_reservation),
 	};
 	const struct CMUnitTest loop_tests[] = {
 		R_TEST(sync_io_within_reservation_never_allocates),
