@@ -402,20 +402,27 @@ static int run(int argc, char *argv[])
 	if (argc - optind > DM_KCOPYD_MAX_REGIONS)
 		return usage_error("at most %d devices", DM_KCOPYD_MAX_REGIONS);
 	for (i = 0; i < (unsigned int)(argc - optind); i++) {
-		const char *spec = argv[optind + (int)i];
+		char *spec = argv[optind + (int)i];
+		/* target_open() tells a FIFO or character device apart. */
+		struct target t = {.arg = spec, .spec = spec};
+		int err;
 
 		if (!strcmp(spec, "-")) {
 			status = usage_error("'-' is a stream: bench measures "
 					     "devices");
 			goto out;
 		}
-		b.bdev[i] = dm_bdev_open(
-			spec, co.open_flags | (b.write ? 0 : DM_BDEV_RDONLY));
-		if (!b.bdev[i]) {
+		err = target_open(&t, co.open_flags |
+					      (b.write ? 0 : DM_BDEV_RDONLY));
+		if (err) {
+			/* Not error_text(): its hint at - is copy's. */
 			status = fatal("cannot open '%s': %s", spec,
-				       error_text(-errno));
+				       err == -ENOTBLK
+					       ? "not a file or block device"
+					       : error_text(err));
 			goto out;
 		}
+		b.bdev[i] = t.bdev;
 		b.nr = i + 1;
 		if (!i || BYTES(dm_bdev_nr_sectors(b.bdev[i])) < b.size)
 			b.size = BYTES(dm_bdev_nr_sectors(b.bdev[i]));

@@ -37,6 +37,9 @@ run bench --seconds 0 "$T/a"
 check "--seconds 0: exit 2" status 2
 run bench "$T/missing"
 check "a missing device: exit 2" status 2
+run bench /dev/null
+check "a character device: exit 2" status 2
+check "says it is no file or block device" has "'/dev/null': not a file or block device$" "$T/err"
 head -c 1M /dev/zero >"$T/small"
 run bench "$T/small"
 check "a device under 2 MiB: exit 2" status 2
