@@ -173,8 +173,11 @@ static unsigned int fill_locked(struct dmi_uring *u, struct dmi_chunk *more)
 	if (more)
 		dmi_cq_splice(&u->pending, more);
 	if (n) {
+		/* Release, and the reaper's acquire: what the kernel orders
+		 * between an entry and its completion, made visible to
+		 * ThreadSanitizer too. */
 		atomic_fetch_add_explicit(&u->inflight, n,
-					  memory_order_relaxed);
+					  memory_order_release);
 		flush_sq(u);
 	}
 	return n;
@@ -259,7 +262,7 @@ static void *reaper(void *arg)
 		 * the ring rather than onto the pending list. */
 		ready = io_uring_cq_ready(&u->ring);
 		atomic_fetch_sub_explicit(&u->inflight, ready,
-					  memory_order_relaxed);
+					  memory_order_acquire);
 
 		io_uring_for_each_cqe(&u->ring, head, cqe)
 		{
