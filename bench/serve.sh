@@ -9,6 +9,7 @@
 # same bytes (docs/performance.md, "dmio serve").
 #
 #   bench/serve.sh [--dmio PATH] [--size MIB] [--secs N] [--runs N]
+#                  [--only servers|resync]
 #
 # Workloads: 1 MiB sequential writes at QD8, 4 KiB random reads at QD32.
 # Prints one line per run and the median per server and workload, with
@@ -19,13 +20,15 @@ DMIO=build/tools/dmio
 SIZE=512
 SECS=5
 RUNS=3
+ONLY=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--dmio) DMIO=$2; shift ;;
 	--size) SIZE=$2; shift ;;
 	--secs) SECS=$2; shift ;;
 	--runs) RUNS=$2; shift ;;
-	-h|--help) sed -n '3,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--only) ONLY=$2; shift ;;
+	-h|--help) sed -n '3,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "serve.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -113,7 +116,10 @@ median() {
 	sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'
 }
 
+ratio() { echo "scale=2; $1 / $2" | bc; }
+
 servers="nbdkit-file dmio-2 dmio-3 qemu-quorum"
+[ "$ONLY" = resync ] && servers=
 for r in $(seq "$RUNS"); do
 	for s in $servers; do
 		start "$s"
@@ -127,6 +133,7 @@ for r in $(seq "$RUNS"); do
 done
 
 declare -A med
+if [ -n "$servers" ]; then
 echo
 printf "%-12s %14s %14s\n" server "write MiB/s" "randread IOPS"
 for s in $servers; do
@@ -136,34 +143,34 @@ for s in $servers; do
 	done
 	printf "%-12s %14s %14s\n" "$s" "${med[$s.write]}" "${med[$s.read]}"
 done
-ratio() { echo "scale=2; $1 / $2" | bc; }
 echo
 echo "dmio-2 write / nbdkit-file write: $(ratio "${med[dmio-2.write]}" "${med[nbdkit-file.write]}") (target >= 0.9)"
 echo "dmio-2 write / qemu-quorum write: $(ratio "${med[dmio-2.write]}" "${med[qemu-quorum.write]}") (target >= 1.2)"
 echo "dmio-2 read / nbdkit-file read:   $(ratio "${med[dmio-2.read]}" "${med[nbdkit-file.read]}") (target >= 0.9)"
+fi
+[ "$ONLY" = servers ] && exit 0
 
 # Resync: a new, empty leg b resynced from a at start, against a copy.
 # Both rates are the engines' own, from the first byte copied to the
 # last (the server's resync.bytes_per_s; dmio copy --json's mib_per_s,
-# its final flush included), so that neither pays for starting a process
-# or for this script's polling; the wall time with the server's start is
-# printed beside them.
+# its final flush included), so that neither pays for starting a process;
+# the wall time with the server's start is printed beside them.  The
+# script waits for the server's "resync done" event rather than polling
+# its status: every poll forks processes that take CPU from the resync on
+# 2 cores (with a poll every 20 ms, single resyncs fell to a third).
 echo
 for r in $(seq "$RUNS"); do
 	rm -f "$dir/b"
 	truncate -s "${SIZE}M" "$dir/b"
 	rm -f "$sock" "$sock.ctl"
 	t0=$(date +%s.%N)
-	"$DMIO" serve --socket "$sock" "$dir/a" "$dir/b" 2>/dev/null &
+	"$DMIO" serve --socket "$sock" "$dir/a" "$dir/b" 2>"$dir/events" &
 	pid=$!
 	wait_sock
-	until "$DMIO" serve --status --json "$sock.ctl" >"$dir/status" 2>/dev/null &&
-		[ "$(jq -r .state "$dir/status")" = healthy ]; do
-		kill -0 "$pid" 2>/dev/null ||
-			{ echo "serve.sh: the server died during the resync" >&2; exit 1; }
-		sleep 0.2 # each poll forks two processes on 2 cores
-	done
+	grep -q -m1 'resync done' <(tail --pid="$pid" -n +1 -f "$dir/events") ||
+		{ echo "serve.sh: the server died during the resync" >&2; exit 1; }
 	t1=$(date +%s.%N)
+	"$DMIO" serve --status --json "$sock.ctl" >"$dir/status"
 	stop
 	rm -f "$dir/b"
 	rs=$(jq -r '.resync.bytes_per_s / 1048576 | floor' "$dir/status")
