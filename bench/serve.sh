@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# bench/serve.sh - `dmio serve` with 2 and 3 legs against nbdkit's file
+# bench/serve.sh - `dmio serve` with 1, 2 and 3 legs against nbdkit's file
 # plugin serving one leg (the cost of mirroring) and qemu-storage-daemon
 # serving a quorum of the same 2 legs (the nearest existing mirror), all
 # on RAM-backed files in /dev/shm, driven by fio's nbd engine over a Unix
@@ -72,6 +72,9 @@ start() {
 	case $1 in
 	nbdkit-file)
 		nbdkit -f -U "$sock" file "$dir/a" & ;;
+	dmio-1)
+		# One leg: what the plugin costs, apart from mirroring.
+		"$DMIO" serve --nosync --socket "$sock" "$dir/a" 2>/dev/null & ;;
 	dmio-2)
 		"$DMIO" serve --nosync --socket "$sock" "$dir/a" "$dir/b" \
 			2>/dev/null & ;;
@@ -118,7 +121,7 @@ median() {
 
 ratio() { echo "scale=2; $1 / $2" | bc; }
 
-servers="nbdkit-file dmio-2 dmio-3 qemu-quorum"
+servers="nbdkit-file dmio-1 dmio-2 dmio-3 qemu-quorum"
 [ "$ONLY" = resync ] && servers=
 for r in $(seq "$RUNS"); do
 	for s in $servers; do
@@ -145,6 +148,7 @@ for s in $servers; do
 done
 echo
 echo "dmio-2 write / nbdkit-file write: $(ratio "${med[dmio-2.write]}" "${med[nbdkit-file.write]}") (target >= 0.9)"
+echo "  of which dmio-1 write / nbdkit-file write: $(ratio "${med[dmio-1.write]}" "${med[nbdkit-file.write]}") (the plugin), dmio-2 / dmio-1: $(ratio "${med[dmio-2.write]}" "${med[dmio-1.write]}") (the second leg)"
 echo "dmio-2 write / qemu-quorum write: $(ratio "${med[dmio-2.write]}" "${med[qemu-quorum.write]}") (target >= 1.2)"
 echo "dmio-2 read / nbdkit-file read:   $(ratio "${med[dmio-2.read]}" "${med[nbdkit-file.read]}") (target >= 0.9)"
 fi
