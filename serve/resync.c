@@ -220,19 +220,33 @@ static bool batch_start(struct mirror *m, uint64_t *cursor, struct batch *b)
 		    (m->legs[src].need_count &&
 		     bit_test(m->legs[src].need, r + n)))
 			break;
-	lock_regions(m, r, n);
 	*b = (struct batch){.w = {.lock = PTHREAD_MUTEX_INITIALIZER,
 				  .cond = PTHREAD_COND_INITIALIZER},
 			    .r = r,
 			    .n = n,
-			    .src = src,
-			    .busy = true};
+			    .src = src};
+	/* Held before waiting for writes in flight, so that no leg is
+	 * removed under the copy. */
 	m->legs[src].users++;
 	for (i = 0; i < MIRROR_MAX_LEGS; i++)
 		if (mask & 1u << i) {
 			m->legs[i].users++;
 			b->idx[b->nd++] = i;
 		}
+	lock_regions(m, r, n);
+	/* A write that waited may have failed the source, leaving it stale
+	 * where the legs it was to copy to took the new data; or the legs
+	 * changed.  Then leave it for the next look. */
+	if (m->legs[src].state != LEG_INSYNC || needing(m, r) != mask) {
+		unlock_regions(m, r, n);
+		m->legs[src].users--;
+		for (k = 0; k < b->nd; k++)
+			m->legs[b->idx[k]].users--;
+		pthread_cond_broadcast(&m->cond);
+		pthread_mutex_unlock(&m->lock);
+		return false;
+	}
+	b->busy = true;
 	pthread_mutex_unlock(&m->lock);
 
 	sector = r * m->region_sectors;
@@ -294,6 +308,21 @@ static void batch_end(struct mirror *m, struct batch *b)
 	m->resynced_bytes += w->read_err ? 0 : bytes;
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->lock);
+	b->busy = false;
+}
+
+static bool batch_failed(const struct batch *b)
+{
+	return b->w.read_err || b->w.write_err & ((1ul << b->nd) - 1);
+}
+
+/* Fail the legs an ended batch could not read or write.  That takes
+ * meta_lock, under which a leg's removal waits for its users: no batch
+ * may still hold legs then. */
+static void batch_fail_legs(struct mirror *m, struct batch *b)
+{
+	struct copy_wait *w = &b->w;
+	unsigned int k;
 
 	if (w->read_err && !b->ret)
 		mirror_fail_leg(m, (unsigned int)b->src,
@@ -303,7 +332,32 @@ static void batch_end(struct mirror *m, struct batch *b)
 			mirror_fail_leg(m, b->idx[k],
 					b->errs.dests[k] ? b->errs.dests[k]
 							 : -EIO);
-	b->busy = false;
+}
+
+/* End every batch in flight, then fail what they could not copy. */
+static void resync_drain(struct mirror *m, struct batch *b)
+{
+	bool ended[BATCHES] = {false};
+	unsigned int i;
+
+	for (i = 0; i < BATCHES; i++)
+		if (b[i].busy) {
+			batch_end(m, &b[i]);
+			ended[i] = true;
+		}
+	for (i = 0; i < BATCHES; i++)
+		if (ended[i])
+			batch_fail_legs(m, &b[i]);
+}
+
+static bool resync_busy(const struct batch *b)
+{
+	unsigned int i;
+
+	for (i = 0; i < BATCHES; i++)
+		if (b[i].busy)
+			return true;
+	return false;
 }
 
 /*
@@ -326,19 +380,14 @@ static bool resync_step(struct mirror *m, uint64_t *cursor, struct batch *b,
 		if (!b[*next].busy)
 			return false;
 	}
-	batch_end(m, &b[*next]);
+	slot = *next;
+	batch_end(m, &b[slot]);
 	*next = (*next + 1) % BATCHES;
+	if (batch_failed(&b[slot])) {
+		resync_drain(m, b);
+		batch_fail_legs(m, &b[slot]);
+	}
 	return true;
-}
-
-/* End every batch in flight (the daemon stops, or has nothing to do). */
-static void resync_drain(struct mirror *m, struct batch *b)
-{
-	unsigned int i;
-
-	for (i = 0; i < BATCHES; i++)
-		if (b[i].busy)
-			batch_end(m, &b[i]);
 }
 
 /* Compare region @r across the legs that hold it (m->lock not held). */
@@ -484,7 +533,9 @@ static void *daemon_main(void *arg)
 			if (scrub)
 				scrub_run(m);
 		}
-		promote(m);
+		/* promote() takes meta_lock: see batch_fail_legs(). */
+		if (!resync_busy(batches))
+			promote(m);
 		if (mirror_now() - last_clean >= 1.0) {
 			log_clean(m);
 			last_clean = mirror_now();
