@@ -832,6 +832,9 @@ static struct dmi_io *quick_io(struct dm_io_client *client,
 	*iov = (struct iovec){.iov_base = addr, .iov_len = len};
 	piece = io->pieces;
 	*piece = (struct dmi_piece){.len = len, .iov = iov, .niov = 1};
+	/* new_chunk()'s work, with the fields a cleared block would have
+	 * zero set here: calling it and then these costs ~20 instructions
+	 * per request more (callgrind). */
 	for (i = 0; i < num_regions; i++) {
 		struct dmi_chunk *c = &io->chunks[i];
 
