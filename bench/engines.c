@@ -566,19 +566,38 @@ out_free:
  * completion thread; raw liburing gets a reaper thread of its own doing
  * the same, so that both pay the same hand-off.
  */
+struct sub_run;
+
+/* A request's slot: its buffer and, for raw liburing, its entries left.
+ * Completions come back in any order, so a slot is reused only once it
+ * is free again, never by turn. */
+struct sub_slot {
+	struct sub_run *s;
+	unsigned int idx;
+};
+
 struct sub_run {
 	pthread_mutex_t lock;
 	pthread_cond_t room;
 	unsigned int inflight;
+	unsigned int nfree;
+	unsigned int free[MAX_QD];
+	struct sub_slot slot[MAX_QD];
 	uint64_t done;
 	int err;
 };
 
 static void sub_init(struct sub_run *s)
 {
+	unsigned int i;
+
 	memset(s, 0, sizeof(*s));
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->room, NULL);
+	for (i = 0; i < MAX_QD; i++) {
+		s->slot[i] = (struct sub_slot){s, i};
+		s->free[s->nfree++] = MAX_QD - 1 - i;
+	}
 }
 
 static void sub_destroy(struct sub_run *s)
@@ -587,8 +606,9 @@ static void sub_destroy(struct sub_run *s)
 	pthread_mutex_destroy(&s->lock);
 }
 
-/* A completion: one more done, one less in flight, wake the submitter. */
-static void sub_complete(struct sub_run *s, int err)
+/* A completion: one more done, one less in flight, its slot free again,
+ * wake the submitter. */
+static void sub_complete(struct sub_run *s, unsigned int slot, int err)
 {
 	pthread_mutex_lock(&s->lock);
 	if (err && !s->err)
@@ -596,6 +616,7 @@ static void sub_complete(struct sub_run *s, int err)
 	else if (!err)
 		s->done++;
 	s->inflight--;
+	s->free[s->nfree++] = slot;
 	pthread_cond_signal(&s->room);
 	pthread_mutex_unlock(&s->lock);
 }
@@ -607,6 +628,23 @@ static void sub_wait_room(struct sub_run *s, unsigned int qd)
 		pthread_cond_wait(&s->room, &s->lock);
 }
 
+/* Wait for room (the lock held), then take a free slot for one more in
+ * flight. */
+static unsigned int sub_take(struct sub_run *s, unsigned int qd)
+{
+	sub_wait_room(s, qd);
+	s->inflight++;
+	return s->free[--s->nfree];
+}
+
+/* A request that never went: its slot back, one less in flight. */
+static void sub_untake(struct sub_run *s, unsigned int slot, int err)
+{
+	s->inflight--;
+	s->free[s->nfree++] = slot;
+	s->err = err;
+}
+
 struct libsub {
 	struct sub_run s;
 	struct dm_io_client *client;
@@ -615,14 +653,16 @@ struct libsub {
 
 static void libsub_done(unsigned long error, void *context)
 {
-	sub_complete(context, error ? -EIO : 0);
+	struct sub_slot *slot = context;
+
+	sub_complete(slot->s, slot->idx, error ? -EIO : 0);
 }
 
 int eng_libdmio_submitter(const struct workload *w, struct result *r)
 {
 	struct libsub *l = calloc(1, sizeof(*l));
 	void *buf[MAX_QD] = {0};
-	unsigned int i, slot = 0;
+	unsigned int i;
 	uint64_t issued = 0;
 	double start;
 	int ret;
@@ -645,30 +685,25 @@ int eng_libdmio_submitter(const struct workload *w, struct result *r)
 	while (!l->s.err && want_more(w, start, issued)) {
 		struct io_region where[MAX_DEVS];
 		uint64_t off = req_offset(w, issued++);
+		unsigned int slot = sub_take(&l->s, w->qd);
 		struct dm_io_request req = {
 			.bi_opf = w->dir == DIR_WRITE ? DM_IO_OP_WRITE
 						      : DM_IO_OP_READ,
 			.mem = {.type = DM_IO_KMEM, .ptr.addr = buf[slot]},
-			.notify = {.fn = libsub_done, .context = &l->s},
+			.notify = {.fn = libsub_done,
+				   .context = &l->s.slot[slot]},
 			.client = l->client,
 		};
 
-		sub_wait_room(&l->s, w->qd);
-		l->s.inflight++;
 		pthread_mutex_unlock(&l->s.lock);
 		for (i = 0; i < w->nr_regions; i++)
 			where[i] = (struct io_region){l->bdev[i],
 						      off >> SECTOR_SHIFT,
 						      w->bs >> SECTOR_SHIFT};
-		/* Slots go round: QD in flight at most, so a slot's last
-		 * request has completed before it comes back. */
-		slot = (slot + 1) % w->qd;
 		ret = dm_io(&req, w->nr_regions, where, NULL);
 		pthread_mutex_lock(&l->s.lock);
-		if (ret) {
-			l->s.inflight--;
-			l->s.err = ret;
-		}
+		if (ret)
+			sub_untake(&l->s, slot, ret);
 	}
 	sub_wait_room(&l->s, 1);
 	pthread_mutex_unlock(&l->s.lock);
@@ -690,7 +725,8 @@ struct uringsub {
 	struct io_uring ring; /* the submitter fills the SQ, the reaper
 				 empties the CQ */
 	const struct workload *w;
-	unsigned int pending[MAX_QD];
+	unsigned int pending[MAX_QD]; /* entries in flight per slot */
+	int err[MAX_QD];	      /* the first failure per slot */
 };
 
 static void *uringsub_reaper(void *arg)
@@ -709,10 +745,12 @@ static void *uringsub_reaper(void *arg)
 		io_uring_cqe_seen(&u->ring, cqe);
 		if (s == MAX_QD)
 			return NULL; /* the stop request */
-		if (res != (int)u->w->bs)
-			sub_complete(&u->s, res < 0 ? res : -EIO);
-		else if (!--u->pending[s])
-			sub_complete(&u->s, 0);
+		if (res != (int)u->w->bs && !u->err[s])
+			u->err[s] = res < 0 ? res : -EIO;
+		if (!--u->pending[s]) {
+			sub_complete(&u->s, s, u->err[s]);
+			u->err[s] = 0;
+		}
 	}
 }
 
@@ -721,7 +759,7 @@ int eng_uring_submitter(const struct workload *w, struct result *r)
 	struct uringsub *u = calloc(1, sizeof(*u));
 	int fd[MAX_DEVS];
 	void *buf[MAX_QD] = {0};
-	unsigned int entries = 8, i, slot = 0;
+	unsigned int entries = 8, i;
 	struct io_uring_sqe *sqe;
 	pthread_t reaper;
 	uint64_t issued = 0;
@@ -749,9 +787,8 @@ int eng_uring_submitter(const struct workload *w, struct result *r)
 	pthread_mutex_lock(&u->s.lock);
 	while (!u->s.err && want_more(w, start, issued)) {
 		uint64_t off = req_offset(w, issued++);
+		unsigned int slot = sub_take(&u->s, w->qd);
 
-		sub_wait_room(&u->s, w->qd);
-		u->s.inflight++;
 		pthread_mutex_unlock(&u->s.lock);
 		u->pending[slot] = w->nr_regions;
 		for (i = 0; i < w->nr_regions; i++) {
@@ -765,7 +802,6 @@ int eng_uring_submitter(const struct workload *w, struct result *r)
 			io_uring_sqe_set_data64(sqe, slot);
 		}
 		io_uring_submit(&u->ring);
-		slot = (slot + 1) % w->qd;
 		pthread_mutex_lock(&u->s.lock);
 	}
 	sub_wait_room(&u->s, 1);
