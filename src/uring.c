@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The io_uring backend.  Any thread fills submission entries under a short
- * spin lock and enters the kernel after dropping it; one completion thread per
- * client reaps.  In-flight entries are capped at the completion queue's
- * size: what does not fit waits on a pending list that the completion
- * thread drains as room appears, so a callback can always submit, even into
- * a full ring, without waiting for itself.
+ * spin lock; one completion thread per client reaps.  Whoever filled
+ * entries enters the kernel after dropping the lock, unless the completion
+ * thread is awake: it submits everything in the ring with the same system
+ * call that waits for the next completions, so that a request submitted
+ * while it runs callbacks costs no system call of its own.  In-flight entries
+ * are capped at the completion queue's size: what does not fit waits on a
+ * pending list that the completion thread drains as room appears, so a callback
+ * can always submit, even into a full ring, without waiting for itself.
  */
 #include <errno.h>
 #include <linux/falloc.h>
@@ -40,11 +43,10 @@ struct dmi_uring {
 	 * 1 works, -1 absent, and then helper threads issue BLKDISCARD. */
 	atomic_int cmd_discard;
 	struct dmi_helpers *helpers;
-	unsigned int batched; /* the reaper's: filled, not yet entered */
+	/* 1 while the reaper is running, not yet committed to its
+	 * submit-and-wait; see uring_submit(). */
+	atomic_uint awake;
 };
-
-/* The ring whose reaper this thread is. */
-static DMI_TLS struct dmi_uring *reaping;
 
 #define to_uring(b) ((struct dmi_uring *)(b))
 
@@ -188,10 +190,12 @@ static void enter(struct dmi_uring *u, unsigned int n)
 	while (n) {
 		int ret = io_uring_enter(u->ring.ring_fd, n, 0, 0, NULL);
 
-		if (ret >= 0) {
+		if (ret > 0) {
 			n -= (unsigned int)ret < n ? (unsigned int)ret : n;
 			continue;
 		}
+		if (ret == 0)
+			break; /* the SQ is empty: the reaper took them */
 		if (ret == -EAGAIN || ret == -EBUSY)
 			sched_yield();
 		else if (ret != -EINTR)
@@ -218,11 +222,11 @@ static void uring_submit(struct dmi_backend *be, struct dmi_chunk *head)
 	pthread_spin_lock(&u->lock);
 	n = fill_locked(u, head);
 	pthread_spin_unlock(&u->lock);
-	/* Callbacks run by the reaper submit together, once the batch of
-	 * completions is done: one system call for all of them. */
-	if (reaping == u)
-		u->batched += n;
-	else
+	/* A reaper still awake has not yet read the SQ's tail for its
+	 * submit-and-wait: it takes these entries with its own.  Both sides
+	 * update @awake, so one comes first: either the reaper's exchange
+	 * sees the tail stored above, or this sees it asleep and enters. */
+	if (n && !atomic_fetch_or_explicit(&u->awake, 0, memory_order_acq_rel))
 		enter(u, n);
 }
 
@@ -241,26 +245,54 @@ static bool discard_probed(struct dmi_uring *u, int res)
 	return atomic_load(&u->cmd_discard) > 0;
 }
 
+/* Entries in the SQ that the kernel has not yet taken. */
+static unsigned int sq_unsubmitted(struct dmi_uring *u)
+{
+	return io_uring_smp_load_acquire(u->ring.sq.ktail) -
+	       io_uring_smp_load_acquire(u->ring.sq.khead);
+}
+
+/* Submit every entry in the SQ, whoever filled it, and wait for a
+ * completion unless one is there: one system call.  While the reaper is
+ * in here, submitters enter their own entries (see uring_submit()). */
+static void submit_and_wait(struct dmi_uring *u)
+{
+	unsigned int n;
+	bool ready;
+	int ret;
+
+	atomic_exchange_explicit(&u->awake, 0, memory_order_acq_rel);
+	for (;;) {
+		n = sq_unsubmitted(u);
+		ready = io_uring_cq_ready(&u->ring) > 0;
+		if (ready && !n)
+			break;
+		ret = io_uring_enter(u->ring.ring_fd, n, ready ? 0 : 1,
+				     ready ? 0 : IORING_ENTER_GETEVENTS, NULL);
+		if (ready || (ret >= 0 && io_uring_cq_ready(&u->ring)))
+			break;
+		if (ret == -EAGAIN || ret == -EBUSY)
+			sched_yield(); /* short of memory */
+	}
+	atomic_store_explicit(&u->awake, 1, memory_order_relaxed);
+}
+
 static void *reaper(void *arg)
 {
 	struct dmi_uring *u = arg;
 
-	reaping = u;
 	for (;;) {
 		struct dmi_chunk_queue again;
 		struct io_uring_cqe *cqe;
-		unsigned int head, ready, n = 0, filled;
+		unsigned int head, ready, n = 0;
 		bool stop = false;
-		int ret;
 
 		dmi_cq_init(&again);
-		ret = io_uring_wait_cqe(&u->ring, &cqe);
-		if (ret < 0)
-			continue; /* -EINTR; the ring itself cannot fail */
+		submit_and_wait(u);
+		ready = io_uring_cq_ready(&u->ring);
 
 		/* Free the room first, so that callbacks submit straight into
 		 * the ring rather than onto the pending list. */
-		ready = io_uring_cq_ready(&u->ring);
 		atomic_fetch_sub_explicit(&u->inflight, ready,
 					  memory_order_acquire);
 
@@ -287,10 +319,8 @@ static void *reaper(void *arg)
 		io_uring_cq_advance(&u->ring, n);
 
 		pthread_spin_lock(&u->lock);
-		filled = fill_locked(u, again.head);
+		fill_locked(u, again.head);
 		pthread_spin_unlock(&u->lock);
-		enter(u, filled + u->batched);
-		u->batched = 0;
 
 		if (stop)
 			return NULL;
@@ -376,6 +406,7 @@ struct dmi_backend *dmi_uring_create(struct dm_io_client *client, int *err)
 	dmi_cq_init(&u->pending);
 	atomic_init(&u->cmd_discard, 0);
 	atomic_init(&u->inflight, 0);
+	atomic_init(&u->awake, 1);
 	ret = -pthread_spin_init(&u->lock, PTHREAD_PROCESS_PRIVATE);
 	if (!ret)
 		ret = -pthread_mutex_init(&u->helpers_lock, NULL);
