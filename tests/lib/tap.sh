@@ -21,15 +21,25 @@ skip() {
 }
 
 # check DESCRIPTION COMMAND...: one TAP line saying whether COMMAND passed.
+# What COMMAND prints (its "# ..." diagnostics) goes to stdout as before
+# and, when it failed, to stderr too: meson's --print-errorlogs shows a
+# TAP test's stderr only, and a failure seen once in CI should say why.
 check() {
-	local what=$1
+	local what=$1 out=${TMPDIR:-/tmp}/tap-$$-$n
 
 	shift
-	if "$@"; then
+	if "$@" >"$out"; then
+		cat "$out"
 		ok "$what"
 	else
+		cat "$out"
+		{
+			echo "# not ok $((n + 1)) - $what"
+			cat "$out"
+		} >&2
 		not_ok "$what"
 	fi
+	rm -f "$out"
 }
 
 tap_plan() {
