@@ -248,8 +248,10 @@ static bool discard_probed(struct dmi_uring *u, int res)
 /* Entries in the SQ that the kernel has not yet taken. */
 static unsigned int sq_unsubmitted(struct dmi_uring *u)
 {
-	return io_uring_smp_load_acquire(u->ring.sq.ktail) -
-	       io_uring_smp_load_acquire(u->ring.sq.khead);
+	/* The head first: it never passes a tail read after it. */
+	unsigned int head = io_uring_smp_load_acquire(u->ring.sq.khead);
+
+	return io_uring_smp_load_acquire(u->ring.sq.ktail) - head;
 }
 
 /* Submit every entry in the SQ, whoever filled it, and wait for a
@@ -291,10 +293,9 @@ static void *reaper(void *arg)
 		submit_and_wait(u);
 		ready = io_uring_cq_ready(&u->ring);
 
-		/* Free the room first, so that callbacks submit straight into
-		 * the ring rather than onto the pending list. */
-		atomic_fetch_sub_explicit(&u->inflight, ready,
-					  memory_order_acquire);
+		/* The acquire pairs with the fillers' release: the chunks
+		 * read below were set before their entries went in. */
+		(void)atomic_load_explicit(&u->inflight, memory_order_acquire);
 
 		io_uring_for_each_cqe(&u->ring, head, cqe)
 		{
@@ -317,13 +318,23 @@ static void *reaper(void *arg)
 			}
 		}
 		io_uring_cq_advance(&u->ring, n);
+		/* Room only once the CQEs are gone: until then they occupy the
+		 * CQ, and entries counted against the room they leave could
+		 * overflow it.  Callbacks' submissions that found no room wait
+		 * on the pending list, filled just below. */
+		atomic_fetch_sub_explicit(&u->inflight, n,
+					  memory_order_relaxed);
 
 		pthread_spin_lock(&u->lock);
 		fill_locked(u, again.head);
 		pthread_spin_unlock(&u->lock);
 
-		if (stop)
+		if (stop) {
+			/* No submit-and-wait follows: nothing may leave its
+			 * entries to this thread any more. */
+			atomic_store(&u->awake, 0);
 			return NULL;
+		}
 	}
 }
 
