@@ -11,6 +11,8 @@
 #include "common.h"
 
 struct dmi_io;
+struct dmi_pool;
+struct dm_io_client;
 
 /* what a chunk asks its backend to do */
 enum dmi_chunk_op {
@@ -158,6 +160,21 @@ static inline int dmi_chunk_iov(struct dmi_chunk *chunk,
  */
 void dmi_chunk_complete(struct dmi_chunk *chunk, int res,
 			struct dmi_chunk_queue *again);
+/*
+ * A completion thread brackets each run of dmi_chunk_complete() calls with
+ * these (on its stack): the small blocks the requests that end in the run
+ * give back are kept for the requests their callbacks submit, with no
+ * lock, and what is left goes back to the client's pool at the end.
+ */
+#define DMI_BATCH_ORDERS 5 /* the pool's quick orders: 64 bytes to 1 KiB */
+struct dmi_batch {
+	struct dmi_pool *pool;
+	struct dmi_batch *prev;
+	void *blocks[DMI_BATCH_ORDERS];
+	unsigned int nr;
+};
+void dmi_batch_begin(struct dmi_batch *batch, struct dm_io_client *client);
+void dmi_batch_end(struct dmi_batch *batch);
 /* A wrapper device hands @chunk on to the device @to, which now owns it
  * and counts it in flight. */
 void dmi_chunk_forward(struct dmi_chunk *chunk, struct block_device *to);

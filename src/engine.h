@@ -63,6 +63,8 @@ void dmi_pool_free(struct dmi_pool *pool, void *p, size_t size);
 /* dmi_pool_free() of a block that never carried I/O (an allocation undone):
  * waiters are not told to try again, since nothing really came back. */
 void dmi_pool_unalloc(struct dmi_pool *pool, void *p, size_t size);
+/* dmi_batch_begin() (chunk.h) on a pool of its own: for the tests. */
+void dmi_pool_batch_begin(struct dmi_batch *batch, struct dmi_pool *pool);
 unsigned long dmi_pool_gen(struct dmi_pool *pool);
 int dmi_pool_wait(struct dmi_pool *pool, unsigned long gen);
 

@@ -354,14 +354,21 @@ static void *arenas_alloc(struct dmi_pool *pool, unsigned int order)
 	return p;
 }
 
+/* The run of completions this thread is in, if any (dmi_batch_begin()). */
+static DMI_TLS struct dmi_batch *cur_batch;
+/* Blocks a batch keeps at most: beyond, they go back as they come. */
+#define BATCH_MAX 64
+
 /*
  * A spin lock, not a mutex: the work under it is a few dozen instructions,
  * never a system call, and it sits on every request's path.  A small block
- * comes from its quick list when one was freed lately.
+ * comes from this thread's batch, or from its quick list when one was
+ * freed lately.
  */
-void *dmi_pool_alloc(struct dmi_pool *pool, size_t size)
+static __attribute__((noinline)) void *
+pool_alloc(struct dmi_pool *pool, size_t size, unsigned int order)
 {
-	unsigned int order = order_of(size), q = order - MIN_ORDER;
+	unsigned int q = order - MIN_ORDER;
 	void *p = NULL;
 
 	pthread_spin_lock(&pool->spin);
@@ -376,22 +383,40 @@ void *dmi_pool_alloc(struct dmi_pool *pool, size_t size)
 	}
 	pthread_spin_unlock(&pool->spin);
 	/* Beyond the reservation: the heap, aligned as a buddy block of that
-	 * order is (up to a page), which O_DIRECT bounce buffers rely on. */
+	 * order is (up to a page), which O_DIRECT bounce buffers rely on; a
+	 * small block is as big as its order, since a batch hands it out
+	 * again for any size of that order. */
 	if (!p &&
 	    posix_memalign(&p, order < 12 ? (size_t)1 << order : DM_PAGE_SIZE,
-			   size))
+			   q < DMI_BATCH_ORDERS ? (size_t)1 << order : size))
 		return NULL;
 	atomic_fetch_add_explicit(&pool->live, 1, memory_order_relaxed);
 	return p;
 }
 
-static void pool_release(struct dmi_pool *pool, void *p, size_t size)
+void *dmi_pool_alloc(struct dmi_pool *pool, size_t size)
 {
 	unsigned int order = order_of(size), q = order - MIN_ORDER;
-	struct dmi_arena *a;
+	struct dmi_batch *b = cur_batch;
+	void *p;
 
-	pthread_spin_lock(&pool->spin);
-	a = arena_of(pool, p);
+	if (b && b->pool == pool && q < DMI_BATCH_ORDERS && b->blocks[q]) {
+		/* Still counted live: it never went back. */
+		p = b->blocks[q];
+		b->blocks[q] = ((struct free_block *)p)->next;
+		b->nr--;
+		return p;
+	}
+	return pool_alloc(pool, size, order);
+}
+
+/* Put @p back (spin lock held); returns false for a heap block, which the
+ * caller frees once the lock is dropped. */
+static bool release_locked(struct dmi_pool *pool, void *p, unsigned int order)
+{
+	unsigned int q = order - MIN_ORDER;
+	struct dmi_arena *a = arena_of(pool, p);
+
 	if (a && q < DMI_QUICK_ORDERS && pool->nr_quick[q] < DMI_QUICK_DEPTH) {
 		((struct free_block *)p)->next = pool->quick[q];
 		pool->quick[q] = p;
@@ -399,16 +424,36 @@ static void pool_release(struct dmi_pool *pool, void *p, size_t size)
 	} else if (a) {
 		arena_free(a, p, order);
 	}
+	return a;
+}
+
+static __attribute__((noinline)) void pool_release(struct dmi_pool *pool,
+						   void *p, size_t size)
+{
+	bool arena;
+
+	pthread_spin_lock(&pool->spin);
+	arena = release_locked(pool, p, order_of(size));
 	pthread_spin_unlock(&pool->spin);
-	if (!a)
+	if (!arena)
 		free(p);
 	atomic_fetch_sub_explicit(&pool->live, 1, memory_order_relaxed);
 }
 
 void dmi_pool_free(struct dmi_pool *pool, void *p, size_t size)
 {
+	struct dmi_batch *b = cur_batch;
+	unsigned int q;
+
 	if (!p)
 		return;
+	if (b && b->pool == pool && b->nr < BATCH_MAX &&
+	    (q = order_of(size) - MIN_ORDER) < DMI_BATCH_ORDERS) {
+		((struct free_block *)p)->next = b->blocks[q];
+		b->blocks[q] = p;
+		b->nr++;
+		return;
+	}
 	pool_release(pool, p, size);
 	pool_returned(pool, true);
 }
@@ -419,6 +464,49 @@ void dmi_pool_unalloc(struct dmi_pool *pool, void *p, size_t size)
 		return;
 	pool_release(pool, p, size);
 	pool_returned(pool, false);
+}
+
+void dmi_pool_batch_begin(struct dmi_batch *b, struct dmi_pool *pool)
+{
+	*b = (struct dmi_batch){.pool = pool, .prev = cur_batch};
+	cur_batch = b;
+}
+
+void dmi_batch_begin(struct dmi_batch *b, struct dm_io_client *client)
+{
+	dmi_pool_batch_begin(b, &client->pool);
+}
+
+/* What the batch kept goes back under one lock, and waiters hear of it
+ * now rather than at each free. */
+void dmi_batch_end(struct dmi_batch *b)
+{
+	struct dmi_pool *pool = b->pool;
+	struct free_block *heap = NULL, *fb;
+	unsigned int q;
+
+	cur_batch = b->prev;
+	if (!b->nr)
+		return;
+	pthread_spin_lock(&pool->spin);
+	for (q = 0; q < DMI_BATCH_ORDERS; q++) {
+		while ((fb = b->blocks[q])) {
+			b->blocks[q] = fb->next;
+			if (!release_locked(pool, fb, MIN_ORDER + q)) {
+				fb->next = heap;
+				heap = fb;
+			}
+		}
+	}
+	pthread_spin_unlock(&pool->spin);
+	while ((fb = heap)) {
+		heap = fb->next;
+		free(fb);
+	}
+	atomic_fetch_sub_explicit(&pool->live, (long)b->nr,
+				  memory_order_relaxed);
+	b->nr = 0;
+	pool_returned(pool, true);
 }
 
 unsigned long dmi_pool_gen(struct dmi_pool *pool)

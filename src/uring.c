@@ -286,6 +286,7 @@ static void *reaper(void *arg)
 	for (;;) {
 		struct dmi_chunk_queue again;
 		struct io_uring_cqe *cqe;
+		struct dmi_batch batch;
 		unsigned int head, ready, n = 0;
 		bool stop = false;
 
@@ -297,6 +298,7 @@ static void *reaper(void *arg)
 		 * read below were set before their entries went in. */
 		(void)atomic_load_explicit(&u->inflight, memory_order_acquire);
 
+		dmi_batch_begin(&batch, u->be.client);
 		io_uring_for_each_cqe(&u->ring, head, cqe)
 		{
 			struct dmi_chunk *c = io_uring_cqe_get_data(cqe);
@@ -317,6 +319,7 @@ static void *reaper(void *arg)
 				dmi_chunk_complete(c, cqe->res, &again);
 			}
 		}
+		dmi_batch_end(&batch);
 		io_uring_cq_advance(&u->ring, n);
 		/* Room only once the CQEs are gone: until then they occupy the
 		 * CQ, and entries counted against the room they leave could

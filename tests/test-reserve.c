@@ -590,6 +590,81 @@ static void quick_lists_give_way_to_a_whole_reservation(void **state)
 	dmi_pool_destroy(&pool);
 }
 
+/* A completion thread's batch: a block freed in it goes to the next
+ * allocation of its order in it, whatever its size, with no allocator and
+ * without the pool seeing it come back; what is left at the end goes back
+ * to the pool (its quick list hands it out again) and is no longer live. */
+static void a_batch_keeps_what_its_requests_free_for_its_callbacks(void **state)
+{
+	struct dmi_pool pool;
+	struct dmi_batch b;
+	void *p, *q, *r;
+	unsigned long calls, gen;
+
+	(void)h_env(state);
+	assert_int_equal(dmi_pool_init(&pool), 0);
+	assert_int_equal(dmi_pool_reserve(&pool, 1), 0);
+	p = dmi_pool_alloc(&pool, 300); /* order 9: 512 bytes */
+	assert_non_null(p);
+	assert_int_equal(atomic_load(&pool.live), 1);
+	gen = dmi_pool_gen(&pool);
+
+	dmi_pool_batch_begin(&b, &pool);
+	arm();
+	dmi_pool_free(&pool, p, 300);
+	q = dmi_pool_alloc(&pool, 500); /* the same order */
+	dmi_pool_free(&pool, q, 500);
+	calls = disarm();
+	assert_ptr_equal(q, p);
+	assert_int_equal(calls, 0);
+	/* Kept by the batch: still live, no news for waiters yet. */
+	assert_int_equal(atomic_load(&pool.live), 1);
+	assert_int_equal(dmi_pool_gen(&pool), gen);
+	dmi_batch_end(&b);
+	assert_int_equal(atomic_load(&pool.live), 0);
+	assert_true(dmi_pool_gen(&pool) != gen);
+
+	/* Outside the batch, from the pool's quick list. */
+	r = dmi_pool_alloc(&pool, 300);
+	assert_ptr_equal(r, p);
+	dmi_pool_free(&pool, r, 300);
+	dmi_pool_unreserve(&pool, 1);
+	dmi_pool_destroy(&pool);
+}
+
+/* Beyond the reservation a small block comes from the heap as big as its
+ * order, since a batch may hand it out again for a bigger size of that
+ * order (ASan checks the writes); another pool's blocks pass the batch by,
+ * and a block kept from the heap is freed when the batch ends. */
+static void a_batch_takes_heap_blocks_and_only_its_own_pool(void **state)
+{
+	struct dmi_pool pool, other;
+	struct dmi_batch b;
+	void *p, *q, *o;
+
+	(void)h_env(state);
+	assert_int_equal(dmi_pool_init(&pool), 0);
+	assert_int_equal(dmi_pool_init(&other), 0);
+	p = dmi_pool_alloc(&pool, 260); /* no reservation: the heap */
+	assert_non_null(p);
+	o = dmi_pool_alloc(&other, 260);
+	assert_non_null(o);
+
+	dmi_pool_batch_begin(&b, &pool);
+	dmi_pool_free(&other, o, 260);
+	assert_int_equal(atomic_load(&other.live), 0);
+	dmi_pool_free(&pool, p, 260);
+	q = dmi_pool_alloc(&pool, 512);
+	assert_ptr_equal(q, p);
+	memset(q, 0xa5, 512);
+	dmi_pool_free(&pool, q, 512);
+	assert_int_equal(atomic_load(&pool.live), 1);
+	dmi_batch_end(&b);
+	assert_int_equal(atomic_load(&pool.live), 0);
+	dmi_pool_destroy(&other);
+	dmi_pool_destroy(&pool);
+}
+
 int main(void)
 {
 	const struct CMUnitTest file_tests[] = {
@@ -599,6 +674,8 @@ int main(void)
 		R_TEST(client_reservation_small_io_never_allocates),
 		R_TEST(beyond_reservation_failing_malloc_is_enomem_no_io),
 		R_TEST(quick_lists_give_way_to_a_whole_reservation),
+		R_TEST(a_batch_keeps_what_its_requests_free_for_its_callbacks),
+		R_TEST(a_batch_takes_heap_blocks_and_only_its_own_pool),
 	};
 	const struct CMUnitTest loop_tests[] = {
 		R_TEST(sync_io_within_reservation_never_allocates),
