@@ -776,6 +776,45 @@ static void fill_bounces(struct dmi_io *io)
 
 /* ---- the quick path ---- */
 
+/* Whether a request is valid (check_request() would pass it) and takes the
+ * quick path below; false sends it the long way, which says what is
+ * wrong. */
+static bool quick_ok(const struct dm_io_request *req, unsigned int num_regions,
+		     const struct io_region *where)
+{
+	unsigned int op, i;
+	uint64_t count;
+
+	if (!req || !req->client || !where || !num_regions ||
+	    num_regions > DM_IO_MAX_REGIONS || !req->mem.ptr.addr ||
+	    (req->mem.type != DM_IO_VMA && req->mem.type != DM_IO_KMEM) ||
+	    req->bi_opf & ~(DM_IO_OP_MASK | DM_IO_FUA) ||
+	    req->ioprio >> 13 > 3 || (req->ioprio >> 13 == 0 && req->ioprio))
+		return false;
+	op = req->bi_opf & DM_IO_OP_MASK;
+	if (!(op == DM_IO_OP_WRITE ||
+	      (op == DM_IO_OP_READ && num_regions == 1 &&
+	       !(req->bi_opf & DM_IO_FUA))))
+		return false;
+	count = where[0].count;
+	for (i = 0; i < num_regions; i++) {
+		const struct io_region *r = &where[i];
+		const struct dmi_bdev_limits *lim;
+
+		/* Byte offsets fit: count is at most a transfer's. */
+		if (!r->bdev || !r->count || r->count != count)
+			return false;
+		lim = &r->bdev->lim;
+		if (count > lim->max_bytes >> SECTOR_SHIFT ||
+		    r->sector > (UINT64_MAX >> SECTOR_SHIFT) - count ||
+		    (lim->direct &&
+		     (uintptr_t)req->mem.ptr.addr & (lim->mem_align - 1)) ||
+		    region_errno(r, op))
+			return false;
+	}
+	return true;
+}
+
 /*
  * A read or write of contiguous memory that every region's device takes
  * whole, as one piece (no split, no bounce, no flush first): what planning
@@ -798,19 +837,6 @@ static struct dmi_io *quick_io(struct dm_io_client *client,
 	struct layout lo;
 	struct dmi_io *io;
 
-	if ((op != DM_IO_OP_READ && op != DM_IO_OP_WRITE) ||
-	    req->bi_opf & DM_IO_PREFLUSH ||
-	    (req->mem.type != DM_IO_VMA && req->mem.type != DM_IO_KMEM) ||
-	    !addr || !len)
-		return NULL;
-	for (i = 0; i < num_regions; i++) {
-		const struct dmi_bdev_limits *lim = &where[i].bdev->lim;
-
-		if (where[i].count != where[0].count || len > lim->max_bytes ||
-		    (lim->direct && (uintptr_t)addr & (lim->mem_align - 1)) ||
-		    region_errno(&where[i], op))
-			return NULL;
-	}
 	layout_of(num_regions, 1, num_regions, 1, &lo);
 	io = dmi_pool_alloc(&client->pool, lo.size);
 	if (!io)
@@ -925,17 +951,17 @@ DMIO_EXPORT int dm_io(struct dm_io_request *req, unsigned int num_regions,
 	struct dm_io_client *client;
 	struct dmi_chunk *head;
 	struct dmi_io *io;
-	bool sync;
+	bool sync, quick;
 	int ret;
 
-	ret = check_request(req, num_regions, where);
-	if (ret)
+	quick = quick_ok(req, num_regions, where);
+	if (!quick && (ret = check_request(req, num_regions, where)))
 		return ret;
 	client = req->client;
 	sync = !req->notify.fn;
 	if (sync && dmi_current_cb_client)
 		return -EDEADLK;
-	io = quick_io(client, req, num_regions, where);
+	io = quick ? quick_io(client, req, num_regions, where) : NULL;
 	if (io) {
 		head = io->chunks;
 	} else {

@@ -151,6 +151,17 @@ static unsigned int fill_locked(struct dmi_uring *u, struct dmi_chunk *more)
 	struct io_uring_sqe *sqe;
 	struct dmi_chunk *c;
 
+	/* Most submissions are one chunk into a ring with room. */
+	if (more && !more->next && dmi_cq_empty(&u->pending) &&
+	    atomic_load_explicit(&u->inflight, memory_order_relaxed) <
+		    CQ_ENTRIES &&
+	    (sqe = io_uring_get_sqe(&u->ring))) {
+		prep_sqe(sqe, more);
+		atomic_fetch_add_explicit(&u->inflight, 1,
+					  memory_order_release);
+		flush_sq(u);
+		return 1;
+	}
 	if (more && !dmi_cq_empty(&u->pending)) {
 		dmi_cq_splice(&u->pending, more);
 		more = NULL;
