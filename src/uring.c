@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The io_uring backend.  Any thread fills submission entries under a short
- * spin lock; one completion thread per client reaps.  Whoever filled
- * entries enters the kernel after dropping the lock, unless the completion
- * thread is awake: it submits everything in the ring with the same system
- * call that waits for the next completions, so that a request submitted
- * while it runs callbacks costs no system call of its own.  In-flight entries
+ * spin lock; one completion thread per client reaps, and it alone enters
+ * them: it submits everything in the ring with the same system call that
+ * waits for the next completions, so a request submitted while it runs
+ * callbacks costs no system call of its own, and one submitted while it
+ * sleeps costs a write to an eventfd that it keeps a read armed on.  The
+ * kernel posts a request's completion through task work on the thread that
+ * entered it: were that the submitting thread, it would be woken for each
+ * batch of completions on top of the callback's own wake.  In-flight entries
  * are capped at the completion queue's size: what does not fit waits on a
  * pending list that the completion thread drains as room appears, so a callback
  * can always submit, even into a full ring, without waiting for itself.
@@ -15,6 +18,7 @@
 #include <liburing.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -27,6 +31,7 @@
 
 #define SQ_ENTRIES   256
 #define CQ_ENTRIES   1024
+#define CQ_ROOM	     (CQ_ENTRIES - 1) /* one CQE is the kick read's */
 #define IOWQ_WORKERS 8 /* per kind: enough to overlap, not a thread storm */
 
 struct dmi_uring {
@@ -46,6 +51,10 @@ struct dmi_uring {
 	/* 1 while the reaper is running, not yet committed to its
 	 * submit-and-wait; see uring_submit(). */
 	atomic_uint awake;
+	/* Wakes a reaper asleep in its submit-and-wait: an eventfd on
+	 * which it keeps a read armed, into @kick_buf. */
+	int kick_fd;
+	uint64_t kick_buf;
 };
 
 #define to_uring(b) ((struct dmi_uring *)(b))
@@ -154,7 +163,7 @@ static unsigned int fill_locked(struct dmi_uring *u, struct dmi_chunk *more)
 	/* Most submissions are one chunk into a ring with room. */
 	if (more && !more->next && dmi_cq_empty(&u->pending) &&
 	    atomic_load_explicit(&u->inflight, memory_order_relaxed) <
-		    CQ_ENTRIES &&
+		    CQ_ROOM &&
 	    (sqe = io_uring_get_sqe(&u->ring))) {
 		prep_sqe(sqe, more);
 		atomic_fetch_add_explicit(&u->inflight, 1,
@@ -166,7 +175,7 @@ static unsigned int fill_locked(struct dmi_uring *u, struct dmi_chunk *more)
 		dmi_cq_splice(&u->pending, more);
 		more = NULL;
 	}
-	room = CQ_ENTRIES -
+	room = CQ_ROOM -
 	       atomic_load_explicit(&u->inflight, memory_order_relaxed);
 	while (n < room) {
 		c = dmi_cq_empty(&u->pending) ? more : u->pending.head;
@@ -214,12 +223,39 @@ static void enter(struct dmi_uring *u, unsigned int n)
 	}
 }
 
+/* The eventfd's counter cannot overflow: the reaper's read empties it,
+ * and only the submitter that finds it asleep writes. */
+static void kick(struct dmi_uring *u)
+{
+	uint64_t one = 1;
+
+	while (write(u->kick_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+}
+
+/* Arm the read that a kick completes (spin lock held).  False when the SQ
+ * is full: the reaper's next enter submits those entries and waits for
+ * them, and it arms again after that. */
+static bool arm_kick(struct dmi_uring *u)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+
+	if (!sqe)
+		return false;
+	io_uring_prep_read(sqe, u->kick_fd, &u->kick_buf, sizeof(u->kick_buf),
+			   0);
+	io_uring_sqe_set_data(sqe, &u->kick_buf);
+	flush_sq(u);
+	return true;
+}
+
 static void uring_submit(struct dmi_backend *be, struct dmi_chunk *head)
 {
 	struct dmi_uring *u = to_uring(be);
 	struct dmi_chunk_queue keep;
 	struct dmi_chunk *c;
 	unsigned int n;
+	bool idle;
 
 	if (atomic_load_explicit(&u->cmd_discard, memory_order_relaxed) < 0) {
 		dmi_cq_init(&keep);
@@ -232,13 +268,22 @@ static void uring_submit(struct dmi_backend *be, struct dmi_chunk *head)
 	}
 	pthread_spin_lock(&u->lock);
 	n = fill_locked(u, head);
+	idle = n &&
+	       atomic_load_explicit(&u->inflight, memory_order_relaxed) == n;
 	pthread_spin_unlock(&u->lock);
 	/* A reaper still awake has not yet read the SQ's tail for its
 	 * submit-and-wait: it takes these entries with its own.  Both sides
 	 * update @awake, so one comes first: either the reaper's exchange
-	 * sees the tail stored above, or this sees it asleep and enters. */
-	if (n && !atomic_fetch_or_explicit(&u->awake, 0, memory_order_acq_rel))
-		enter(u, n);
+	 * sees the tail stored above, or this sees it asleep and wakes it,
+	 * and submitters after this one leave their entries to it too. */
+	if (idle) {
+		if (!atomic_fetch_or_explicit(&u->awake, 0,
+					      memory_order_acq_rel))
+			enter(u, n);
+	} else if (n && !atomic_fetch_or_explicit(&u->awake, 1,
+						  memory_order_acq_rel)) {
+		kick(u);
+	}
 }
 
 /* The first block-device discard tells whether the kernel has the uring
@@ -293,12 +338,16 @@ static void submit_and_wait(struct dmi_uring *u)
 static void *reaper(void *arg)
 {
 	struct dmi_uring *u = arg;
+	bool armed;
 
+	pthread_spin_lock(&u->lock);
+	armed = arm_kick(u);
+	pthread_spin_unlock(&u->lock);
 	for (;;) {
 		struct dmi_chunk_queue again;
 		struct io_uring_cqe *cqe;
 		struct dmi_batch batch;
-		unsigned int head, ready, n = 0;
+		unsigned int head, ready, n = 0, kicks = 0;
 		bool stop = false;
 
 		dmi_cq_init(&again);
@@ -319,6 +368,9 @@ static void *reaper(void *arg)
 			n++;
 			if (!c) {
 				stop = true;
+			} else if ((void *)c == &u->kick_buf) {
+				armed = false;
+				kicks++;
 			} else if (c->flags & DMI_CHUNK_FAILED) {
 				dmi_chunk_complete(c, c->be.uring.err, &again);
 			} else if (c->op == DMI_CHUNK_DISCARD &&
@@ -336,10 +388,12 @@ static void *reaper(void *arg)
 		 * CQ, and entries counted against the room they leave could
 		 * overflow it.  Callbacks' submissions that found no room wait
 		 * on the pending list, filled just below. */
-		atomic_fetch_sub_explicit(&u->inflight, n,
+		atomic_fetch_sub_explicit(&u->inflight, n - kicks,
 					  memory_order_relaxed);
 
 		pthread_spin_lock(&u->lock);
+		if (!armed)
+			armed = arm_kick(u);
 		fill_locked(u, again.head);
 		pthread_spin_unlock(&u->lock);
 
@@ -373,6 +427,7 @@ static void uring_destroy(struct dmi_backend *be)
 	pthread_join(u->thread, NULL);
 	dmi_helpers_destroy(u->helpers);
 	io_uring_queue_exit(&u->ring);
+	close(u->kick_fd);
 	pthread_mutex_destroy(&u->helpers_lock);
 	pthread_spin_destroy(&u->lock);
 	free(u);
@@ -432,13 +487,18 @@ struct dmi_backend *dmi_uring_create(struct dm_io_client *client, int *err)
 	atomic_init(&u->cmd_discard, 0);
 	atomic_init(&u->inflight, 0);
 	atomic_init(&u->awake, 1);
-	ret = -pthread_spin_init(&u->lock, PTHREAD_PROCESS_PRIVATE);
+	u->kick_fd = eventfd(0, EFD_CLOEXEC);
+	ret = u->kick_fd < 0 ? -errno : 0;
+	if (!ret)
+		ret = -pthread_spin_init(&u->lock, PTHREAD_PROCESS_PRIVATE);
 	if (!ret)
 		ret = -pthread_mutex_init(&u->helpers_lock, NULL);
 	if (!ret)
 		ret = -pthread_create(&u->thread, NULL, reaper, u);
 	if (ret) {
 		io_uring_queue_exit(&u->ring);
+		if (u->kick_fd >= 0)
+			close(u->kick_fd);
 		free(u);
 		*err = ret;
 		return NULL;
