@@ -11,7 +11,7 @@ BUILD_PACKAGES := gcc meson ninja-build pkg-config liburing-dev libnbd-dev
 # What `make test` needs on top, on a fresh Debian 12 machine (some tests
 # skip with a reason without the tools, but CI has them all).
 TEST_PACKAGES := clang libclang-rt-14-dev libcmocka-dev nbdkit \
-	nbdkit-plugin-dev libnbd-bin qemu-utils fio fuse3 e2fsprogs \
+	nbdkit-plugin-dev libnbd-bin qemu-utils fio fuse3 libfuse3-dev e2fsprogs \
 	util-linux strace valgrind debhelper dpkg-dev man-db groff-base
 # `make deps APT_GET=echo` shows what would run, and installs nothing.
 APT_GET ?= apt-get

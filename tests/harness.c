@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -281,6 +282,62 @@ const char *h_mount(struct h_env *env, const char *fstype, const char *opts)
 	return dir;
 }
 
+const char *h_delayfs_file(struct h_env *env, unsigned int size_mib,
+			   unsigned int read_delay_ms)
+{
+	const char *prog = getenv("DMIO_TEST_DELAYFS");
+	static char file[128];
+	char size[16], delay[16], *dir;
+	const struct tl_child quiet = {TL_DEVNULL, TL_DEVNULL, TL_DEVNULL,
+				       true};
+	uint64_t until;
+	struct stat st;
+
+	if (!prog || !*prog) {
+		h_skips++;
+		print_message("SKIP: delayfs was not built (libfuse3-dev)\n");
+		skip();
+	}
+	h_need_mount("delayfs");
+	if (access("/dev/fuse", R_OK | W_OK) < 0) {
+		h_skips++;
+		print_message("SKIP: /dev/fuse: %s\n", strerror(errno));
+		skip();
+	}
+	assert_true(env->nr_mounts < H_MAX_MOUNTS);
+	assert_int_equal(env->delayfs_pid, 0);
+	dir = env->mounts[env->nr_mounts];
+	if (snprintf(dir, sizeof(env->mounts[0]), "%s/mnt%u", env->dir,
+		     env->nr_mounts) >= (int)sizeof(env->mounts[0]) ||
+	    snprintf(file, sizeof(file), "%s/d0", dir) >= (int)sizeof(file))
+		fail_msg("path too long in %s", env->dir);
+	if (mkdir(dir, 0700) < 0)
+		fail_msg("mkdir %s: %s", dir, strerror(errno));
+	snprintf(size, sizeof(size), "%u", size_mib);
+	snprintf(delay, sizeof(delay), "%llu",
+		 (unsigned long long)read_delay_ms * 1000);
+	{
+		char *argv[] = {(char *)prog, dir, "1", size, "0", delay, NULL};
+		pid_t pid = tl_spawn(argv, &quiet);
+
+		if (pid < 0) {
+			rmdir(dir);
+			fail_msg("%s: %s", prog, strerror((int)-pid));
+		}
+		env->delayfs_pid = pid;
+	}
+	/* Counted now, so that teardown unmounts it whatever happens. */
+	env->nr_mounts++;
+	until = h_now_ms() + 10000;
+	while (stat(file, &st) < 0 || (uint64_t)st.st_size != (uint64_t)size_mib
+								      << 20) {
+		if (h_now_ms() > until)
+			fail_msg("delayfs on %s: no %s after 10 s", dir, file);
+		h_sleep_ms(10);
+	}
+	return file;
+}
+
 /* ---- cmocka fixtures --------------------------------------------------------
  */
 
@@ -344,6 +401,7 @@ int h_test_setup(void **state)
 	env->nr_devs = 0;
 	env->nr_bdevs = 0;
 	env->nr_mounts = 0;
+	env->delayfs_pid = 0;
 	env->seed_held = 0;
 	return 0;
 }
@@ -386,6 +444,11 @@ int h_test_teardown(void **state)
 	while (env->nr_mounts)
 		if (unmount(env->mounts[--env->nr_mounts]))
 			ret = -1;
+	if (env->delayfs_pid > 0) {
+		/* Unmounted, it exits by itself; killed if it does not. */
+		tl_wait_bounded(env->delayfs_pid, 5000);
+		env->delayfs_pid = 0;
+	}
 	return ret;
 }
 

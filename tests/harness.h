@@ -66,6 +66,7 @@ struct h_env {
 	struct block_device *bdevs[H_MAX_BDEVS];
 	unsigned int nr_mounts;
 	char mounts[H_MAX_MOUNTS][96]; /* h_mount(): unmounted at teardown */
+	pid_t delayfs_pid;	       /* h_delayfs_file()'s server, or 0 */
 	unsigned int seed_held;	 /* pages this test holds by h_seed_get() */
 	unsigned int group_seed; /* pages the group holds */
 };
@@ -181,6 +182,16 @@ void h_loop_set_queue_attr(struct h_dev *dev, const char *attr,
  * mount fails.  h_test_teardown() unmounts it after the devices are gone.
  */
 const char *h_mount(struct h_env *env, const char *fstype, const char *opts);
+
+/*
+ * A file of @size_mib MiB, initially zeroes, on a delayfs mount
+ * (bench/delayfs.c, FUSE) whose reads complete @read_delay_ms after they
+ * arrive: I/O that stays in flight for as long as a test needs.  Skips
+ * without root, /dev/fuse or the program (DMIO_TEST_DELAYFS, set by the
+ * build when libfuse3 is there); h_test_teardown() unmounts it.
+ */
+const char *h_delayfs_file(struct h_env *env, unsigned int size_mib,
+			   unsigned int read_delay_ms);
 
 /* dm_bdev_open() that must succeed; closed by h_test_teardown(). */
 struct block_device *h_open(struct h_env *env, struct h_dev *dev,

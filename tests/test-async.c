@@ -4,7 +4,8 @@
  * exactly once, after every region completed; refused requests never call
  * back; callbacks may submit more I/O, even more than the ring holds; a
  * sync call from a callback is -EDEADLK; many threads may submit at once;
- * dm_io_client_destroy() drains, also when called from a callback.
+ * dm_io_client_destroy() drains, also when called from a callback; a
+ * request never waits behind a slow one.
  *
  * Callbacks run on library threads: they never use cmocka asserts, they
  * record what they saw and the test thread checks it.
@@ -966,6 +967,72 @@ static void client_destroy_from_callback_does_not_hang(void **state)
 	free(data);
 }
 
+/* ---- a request behind a slow one ---------------------------------------- */
+
+#define SLOW_MS 3000
+
+/*
+ * A request submitted while another waits on a slow device starts at once
+ * and completes first.  On io_uring the completion thread sleeps in the
+ * kernel waiting for the slow read, and a submitter that leaves its entry
+ * to it must wake it (design.md, the kick); unwoken, the entry would
+ * wait in the ring for the slow read's completion.
+ */
+static void request_does_not_wait_behind_a_slow_one(void **state)
+{
+	struct h_env *env = h_env(state);
+	const char *slow_path = h_delayfs_file(env, 1, SLOW_MS);
+	struct h_dev *dev = h_dev_new(env, 1 * MiB, 42);
+	struct block_device *slow = h_open_spec(env, slow_path, 0);
+	struct block_device *fast = h_open(env, dev, 0);
+	struct dm_io_client *client = dm_io_client_create();
+	char *a = h_alloc_aligned(4096), *b = h_alloc_aligned(4096);
+	char *want = h_alloc(4096);
+	struct io_region rslow = {slow, 0, 8}, rfast = {fast, 8, 8};
+	struct dm_io_request req = {
+		.bi_opf = DM_IO_OP_READ,
+		.mem = {.type = DM_IO_KMEM, .ptr.addr = a},
+		.client = client,
+	};
+	struct tl_rec rs, rf;
+	uint64_t t0;
+	bool fast_done, slow_done;
+
+	assert_non_null(client);
+	tl_rec_init(&rs);
+	tl_rec_init(&rf);
+	t0 = h_now_ms();
+	req.notify = (struct dm_io_notify){tl_rec_cb, &rs};
+	assert_int_equal(dm_io(&req, 1, &rslow, NULL), 0);
+	h_sleep_ms(200); /* the completion thread goes back to sleep */
+	req.mem.ptr.addr = b;
+	req.notify = (struct dm_io_notify){tl_rec_cb, &rf};
+	assert_int_equal(dm_io(&req, 1, &rfast, NULL), 0);
+	fast_done = tl_rec_wait(&rf, 1, SLOW_MS);
+	/* Both drained before any assert: teardown must find nothing in
+	 * flight on the delayfs file. */
+	slow_done = tl_rec_wait(&rs, 1, 20000);
+	dm_io_client_destroy(client);
+	assert_true(slow_done);
+	assert_true(fast_done);
+	if (atomic_load(&rf.done_ms) >= atomic_load(&rs.done_ms))
+		fail_msg("the fast read completed %llu ms after the start, "
+			 "the slow one %llu ms: it waited behind it",
+			 (unsigned long long)(atomic_load(&rf.done_ms) - t0),
+			 (unsigned long long)(atomic_load(&rs.done_ms) - t0));
+	/* The delay was real, or this proved nothing. */
+	assert_true(atomic_load(&rs.done_ms) - t0 >= SLOW_MS - 100);
+	assert_int_equal(atomic_load(&rs.bits), 0);
+	assert_int_equal(atomic_load(&rf.bits), 0);
+	h_pattern(want, 4096, 42, 4096);
+	assert_memory_equal(b, want, 4096);
+	memset(want, 0, 4096);
+	assert_memory_equal(a, want, 4096);
+	free(a);
+	free(b);
+	free(want);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -981,6 +1048,7 @@ int main(void)
 		H_TEST(callback_can_submit_more_than_the_ring_holds_client),
 		H_TEST(client_destroy_waits_for_in_flight_io),
 		H_TEST(client_destroy_from_callback_does_not_hang),
+		H_TEST(request_does_not_wait_behind_a_slow_one),
 	};
 
 	h_group_seed_pages = 1024;
