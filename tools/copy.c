@@ -638,7 +638,7 @@ void transfer(struct clients *c, struct target *src, struct target *dst,
 
 	settle_destinations(&run, pos, o);
 	if (o->durability == DURABLE_FLUSH && res->started) {
-		progress_phase(pg, "flushing");
+		progress_phase(pg, "flushing", run.done);
 		flush_destinations(c, dst, nr);
 	}
 }

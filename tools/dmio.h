@@ -158,8 +158,9 @@ struct progress {
 
 /* -p, --progress: periodic progress lines where stderr is no terminal. */
 void progress_force(void);
-/* The run has moved on to @phase ("flushing"): show it at once. */
-void progress_phase(struct progress *p, const char *phase);
+/* The run has moved on to @phase ("flushing") with @done bytes moved:
+ * show it at once. */
+void progress_phase(struct progress *p, const char *phase, uint64_t done);
 
 void progress_start(struct progress *p, const char *verb, uint64_t total,
 		    bool quiet);

@@ -187,13 +187,16 @@ void progress_update(struct progress *p, uint64_t done)
 	p->done = done;
 }
 
-void progress_phase(struct progress *p, const char *phase)
+/* @done is passed, not taken from the last update: the last job may end
+ * after the last periodic update, and the line must not lag behind it. */
+void progress_phase(struct progress *p, const char *phase, uint64_t done)
 {
 	p->phase = phase;
+	p->done = done;
 	if (p->bar)
-		draw(p, p->done, now_seconds(), false);
+		draw(p, done, now_seconds(), false);
 	else if (p->periodic)
-		report_line(p, p->done, now_seconds(), phase);
+		report_line(p, done, now_seconds(), phase);
 }
 
 /* @what completes the summary line: "to 3 destinations". */

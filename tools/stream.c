@@ -363,7 +363,7 @@ void stream_transfer(struct clients *c, struct target *src, struct target *dst,
 	if (src->stream) {
 		from_stdin(c, src, dst, nr, o, flags, truncate_files, pg, res);
 		if (o->durability == DURABLE_FLUSH && res->started) {
-			progress_phase(pg, "flushing");
+			progress_phase(pg, "flushing", res->bytes);
 			flush_destinations(c, dst, nr);
 		}
 	} else {
