@@ -52,10 +52,15 @@ struct dmi_uring {
 	 * submit-and-wait; see uring_submit(). */
 	atomic_uint awake;
 	/* Wakes a reaper asleep in its submit-and-wait: an eventfd on
-	 * which it keeps a read armed, into @kick_buf. */
+	 * which it keeps a read armed (@armed, under @lock). */
 	int kick_fd;
-	uint64_t kick_buf;
+	bool armed;
 };
+
+/* Where every ring's kick read lands, and its user data.  Not in the ring's
+ * struct: a read owned by a thread that outlives the ring may complete
+ * after the ring is freed. */
+static uint64_t kick_sink;
 
 #define to_uring(b) ((struct dmi_uring *)(b))
 
@@ -223,6 +228,15 @@ static void enter(struct dmi_uring *u, unsigned int n)
 	}
 }
 
+/* Entries in the SQ that the kernel has not yet taken. */
+static unsigned int sq_unsubmitted(struct dmi_uring *u)
+{
+	/* The head first: it never passes a tail read after it. */
+	unsigned int head = io_uring_smp_load_acquire(u->ring.sq.khead);
+
+	return io_uring_smp_load_acquire(u->ring.sq.ktail) - head;
+}
+
 /* The eventfd's counter cannot overflow: the reaper's read empties it,
  * and only the submitter that finds it asleep writes. */
 static void kick(struct dmi_uring *u)
@@ -242,9 +256,8 @@ static bool arm_kick(struct dmi_uring *u)
 
 	if (!sqe)
 		return false;
-	io_uring_prep_read(sqe, u->kick_fd, &u->kick_buf, sizeof(u->kick_buf),
-			   0);
-	io_uring_sqe_set_data(sqe, &u->kick_buf);
+	io_uring_prep_read(sqe, u->kick_fd, &kick_sink, sizeof(kick_sink), 0);
+	io_uring_sqe_set_data(sqe, &kick_sink);
 	flush_sq(u);
 	return true;
 }
@@ -268,8 +281,14 @@ static void uring_submit(struct dmi_backend *be, struct dmi_chunk *head)
 	}
 	pthread_spin_lock(&u->lock);
 	n = fill_locked(u, head);
-	idle = n &&
-	       atomic_load_explicit(&u->inflight, memory_order_relaxed) == n;
+	/* Idle: nothing else in flight, nor in the SQ (an unsubmitted kick
+	 * read entered from here would belong to this thread, and its
+	 * wake-up wait on this thread's task work).  Unarmed (the SQ was
+	 * full when the reaper re-armed): a kick would wake nobody. */
+	idle = n && ((atomic_load_explicit(&u->inflight,
+					   memory_order_relaxed) == n &&
+		      sq_unsubmitted(u) == n) ||
+		     !u->armed);
 	pthread_spin_unlock(&u->lock);
 	/* A reaper still awake has not yet read the SQ's tail for its
 	 * submit-and-wait: it takes these entries with its own.  Both sides
@@ -301,15 +320,6 @@ static bool discard_probed(struct dmi_uring *u, int res)
 	return atomic_load(&u->cmd_discard) > 0;
 }
 
-/* Entries in the SQ that the kernel has not yet taken. */
-static unsigned int sq_unsubmitted(struct dmi_uring *u)
-{
-	/* The head first: it never passes a tail read after it. */
-	unsigned int head = io_uring_smp_load_acquire(u->ring.sq.khead);
-
-	return io_uring_smp_load_acquire(u->ring.sq.ktail) - head;
-}
-
 /* Submit every entry in the SQ, whoever filled it, and wait for a
  * completion unless one is there: one system call.  While the reaper is
  * in here, submitters enter their own entries (see uring_submit()). */
@@ -332,16 +342,18 @@ static void submit_and_wait(struct dmi_uring *u)
 		if (ret == -EAGAIN || ret == -EBUSY)
 			sched_yield(); /* short of memory */
 	}
-	atomic_store_explicit(&u->awake, 1, memory_order_relaxed);
+	/* An exchange, not a store: a store would end the release sequence
+	 * of a submitter's fetch_or() that this thread's next exchange must
+	 * synchronise with. */
+	atomic_exchange_explicit(&u->awake, 1, memory_order_relaxed);
 }
 
 static void *reaper(void *arg)
 {
 	struct dmi_uring *u = arg;
-	bool armed;
 
 	pthread_spin_lock(&u->lock);
-	armed = arm_kick(u);
+	u->armed = arm_kick(u);
 	pthread_spin_unlock(&u->lock);
 	for (;;) {
 		struct dmi_chunk_queue again;
@@ -368,8 +380,7 @@ static void *reaper(void *arg)
 			n++;
 			if (!c) {
 				stop = true;
-			} else if ((void *)c == &u->kick_buf) {
-				armed = false;
+			} else if ((void *)c == &kick_sink) {
 				kicks++;
 			} else if (c->flags & DMI_CHUNK_FAILED) {
 				dmi_chunk_complete(c, c->be.uring.err, &again);
@@ -392,8 +403,8 @@ static void *reaper(void *arg)
 					  memory_order_relaxed);
 
 		pthread_spin_lock(&u->lock);
-		if (!armed)
-			armed = arm_kick(u);
+		if (kicks || !u->armed)
+			u->armed = arm_kick(u);
 		fill_locked(u, again.head);
 		pthread_spin_unlock(&u->lock);
 
