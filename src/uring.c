@@ -283,7 +283,7 @@ static void uring_submit(struct dmi_backend *be, struct dmi_chunk *head)
 	n = fill_locked(u, head);
 	/* Idle: nothing else in flight, nor in the SQ (an unsubmitted kick
 	 * read entered from here would belong to this thread, and its
-	 * wake-up wait on this thread's task work).  Unarmed (the SQ was
+	 * wake-up would wait on this thread's task work).  Unarmed (the SQ was
 	 * full when the reaper re-armed): a kick would wake nobody. */
 	idle = n && ((atomic_load_explicit(&u->inflight,
 					   memory_order_relaxed) == n &&
@@ -322,7 +322,8 @@ static bool discard_probed(struct dmi_uring *u, int res)
 
 /* Submit every entry in the SQ, whoever filled it, and wait for a
  * completion unless one is there: one system call.  While the reaper is
- * in here, submitters enter their own entries (see uring_submit()). */
+ * in here, a submitter kicks it awake, or enters its own entries into an
+ * idle or unarmed ring (see uring_submit()). */
 static void submit_and_wait(struct dmi_uring *u)
 {
 	unsigned int n;
