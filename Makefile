@@ -15,8 +15,10 @@ TEST_PACKAGES := clang libclang-rt-14-dev libcmocka-dev nbdkit \
 	util-linux strace valgrind debhelper dpkg-dev man-db groff-base
 # `make deps APT_GET=echo` shows what would run, and installs nothing.
 APT_GET ?= apt-get
-# What says a package is installed (the package-list test fakes it).
+# What says a package is installed, and what finishes an interrupted
+# dpkg run (the package-list test fakes both).
 DPKG_QUERY ?= dpkg-query
+DPKG ?= dpkg
 # Wait for another apt or dpkg to finish rather than fail.
 APT_LOCK := -o DPkg::Lock::Timeout=600
 
@@ -34,7 +36,10 @@ all: build
 # Install the missing packages of the list $(1) as root; as a normal
 # user, say which are missing.  apt-get update does not wait for another
 # apt's lock on the package lists (DPkg::Lock::Timeout covers only
-# dpkg's), so it is retried for up to ten minutes.
+# dpkg's), so it is retried for up to ten minutes.  A dpkg run that was
+# killed part-way (a CI job stopped mid-install) makes every apt-get
+# install fail until `dpkg --configure -a` finishes it, so a failed
+# install does that once and tries again.
 define install-missing
 	@missing=""; \
 	for p in $(1); do \
@@ -50,7 +55,13 @@ define install-missing
 		[ $$tries -lt 60 ] || exit 1; tries=$$((tries + 1)); \
 		echo "apt-get update failed; trying again in 10 s" >&2; sleep 10; \
 	done; \
-	DEBIAN_FRONTEND=noninteractive $(APT_GET) $(APT_LOCK) install -y -qq $$missing </dev/null
+	apt_install() { DEBIAN_FRONTEND=noninteractive $(APT_GET) $(APT_LOCK) \
+		install -y -qq $$missing </dev/null; }; \
+	apt_install && exit 0; \
+	echo "apt-get install failed; finishing any interrupted dpkg run" \
+		"(dpkg --configure -a) and trying again" >&2; \
+	DEBIAN_FRONTEND=noninteractive $(DPKG) --force-confdef --force-confold \
+		--configure -a </dev/null && apt_install
 endef
 
 deps:

@@ -2,8 +2,10 @@
 # The Makefile's package lists: `make deps` (what `make demo` and
 # `make build` install) asks for the build's packages only, `make
 # deps-test` for the test suite's too; apt-get waits for another apt's
-# lock; nothing is asked for when everything is installed.  Runs make
-# with APT_GET=echo and a fake dpkg-query, so it installs nothing.
+# lock; nothing is asked for when everything is installed; an install
+# that fails as after an interrupted dpkg run finishes that run with
+# dpkg --configure -a and tries once more.  Runs make with a fake
+# apt-get, dpkg and dpkg-query, so it installs nothing.
 set -u
 src=$1
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/dmio-deps-XXXXXX") || exit 1
@@ -55,6 +57,40 @@ if [ "$(id -u)" = 0 ]; then
 	for p in $build $testonly; do
 		check "make deps-test installs $p" has "install -y -qq.* $p( |\$)" "$tmp/out"
 	done
+
+	# An apt-get whose install fails as after a dpkg run killed
+	# part-way, until a dpkg --configure -a has run.
+	cat >"$tmp/apt" <<-EOF
+		#!/bin/sh
+		echo "apt-get \$*" >>"$tmp/log"
+		case "\$*" in *" install "*) ;; *) exit 0 ;; esac
+		[ -e "$tmp/configured" ] && exit 0
+		echo "E: dpkg was interrupted" >&2
+		exit 100
+	EOF
+	cat >"$tmp/dpkg" <<-EOF
+		#!/bin/sh
+		echo "dpkg \$*" >>"$tmp/log"
+		[ -e "$tmp/dpkg-fails" ] && exit 2
+		touch "$tmp/configured"
+	EOF
+	chmod +x "$tmp/apt" "$tmp/dpkg"
+	interrupted() {
+		rm -f "$tmp/log" "$tmp/configured"
+		make -s --no-print-directory -C "$src" deps APT_GET="$tmp/apt" \
+			DPKG="$tmp/dpkg" DPKG_QUERY="$tmp/none" >"$tmp/out" 2>&1
+	}
+	interrupted
+	check "after an interrupted dpkg run, make deps succeeds" test $? = 0
+	check "it runs dpkg --configure -a" has "^dpkg .*--configure -a" "$tmp/log"
+	check "and installs again after it" \
+		test "$(sed -n '/^dpkg /,$p' "$tmp/log" | grep -c ' install -y')" = 1
+	check "and says why" has "finishing any interrupted dpkg run" "$tmp/out"
+	touch "$tmp/dpkg-fails"
+	interrupted
+	check "when dpkg --configure -a fails too, make deps fails" test $? != 0
+	check "without installing again" \
+		test "$(grep -c ' install -y' "$tmp/log")" = 1
 else
 	deps deps none
 	check "make deps as a user names what is missing, and how to install it" \
