@@ -17,7 +17,6 @@
 #include <linux/falloc.h>
 #include <liburing.h>
 #include <sched.h>
-#include <semaphore.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -56,11 +55,6 @@ struct dmi_uring {
 	 * which it keeps a read armed (@armed, under @lock). */
 	int kick_fd;
 	bool armed;
-	/* The ring is SINGLE_ISSUER | DEFER_TASKRUN (Linux 6.1): only the
-	 * reaper, which made it, may enter entries. */
-	bool single;
-	sem_t started; /* the reaper has made the ring, or failed to */
-	int start_err;
 };
 
 /* Where every ring's kick read lands, and its user data.  Not in the ring's
@@ -301,7 +295,7 @@ static void uring_submit(struct dmi_backend *be, struct dmi_chunk *head)
 	 * update @awake, so one comes first: either the reaper's exchange
 	 * sees the tail stored above, or this sees it asleep and wakes it,
 	 * and submitters after this one leave their entries to it too. */
-	if (idle && !u->single) {
+	if (idle) {
 		if (!atomic_fetch_or_explicit(&u->awake, 0,
 					      memory_order_acq_rel))
 			enter(u, n);
@@ -342,17 +336,6 @@ static void submit_and_wait(struct dmi_uring *u)
 		ready = io_uring_cq_ready(&u->ring) > 0;
 		if (ready && !n)
 			break;
-		if (u->single && n && !ready) {
-			/* DEFER_TASKRUN posts completions only while this
-			 * thread waits: submitting first and waiting in a
-			 * second call lets those that arrive meanwhile be
-			 * posted as one batch (+18 % for callbacks that
-			 * resubmit, docs/performance.md). */
-			ret = io_uring_enter(u->ring.ring_fd, n, 0, 0, NULL);
-			if (ret == -EAGAIN || ret == -EBUSY)
-				sched_yield();
-			continue;
-		}
 		ret = io_uring_enter(u->ring.ring_fd, n, ready ? 0 : 1,
 				     ready ? 0 : IORING_ENTER_GETEVENTS, NULL);
 		if (ready || (ret >= 0 && io_uring_cq_ready(&u->ring)))
@@ -366,18 +349,10 @@ static void submit_and_wait(struct dmi_uring *u)
 	atomic_exchange_explicit(&u->awake, 1, memory_order_relaxed);
 }
 
-static int setup_ring(struct io_uring *ring, bool *single);
-
 static void *reaper(void *arg)
 {
 	struct dmi_uring *u = arg;
-	int ret = setup_ring(&u->ring, &u->single);
 
-	/* On failure the creator frees @u once it is told. */
-	u->start_err = ret;
-	sem_post(&u->started);
-	if (ret)
-		return NULL;
 	pthread_spin_lock(&u->lock);
 	u->armed = arm_kick(u);
 	pthread_spin_unlock(&u->lock);
@@ -460,17 +435,13 @@ static void uring_destroy(struct dmi_backend *be)
 	atomic_fetch_add(&u->inflight, 1);
 	flush_sq(u);
 	pthread_spin_unlock(&u->lock);
-	if (!u->single)
-		enter(u, 1);
-	else if (!atomic_fetch_or(&u->awake, 1))
-		kick(u);
+	enter(u, 1);
 	pthread_join(u->thread, NULL);
 	dmi_helpers_destroy(u->helpers);
 	io_uring_queue_exit(&u->ring);
 	close(u->kick_fd);
 	pthread_mutex_destroy(&u->helpers_lock);
 	pthread_spin_destroy(&u->lock);
-	sem_destroy(&u->started);
 	free(u);
 }
 
@@ -480,21 +451,17 @@ static const struct dmi_backend_ops uring_ops = {
 	.destroy = uring_destroy,
 };
 
-/* The kernel posts a completion through task work on the thread that
- * entered the request.  SINGLE_ISSUER | DEFER_TASKRUN (Linux 6.1): only
- * the thread that made the ring may enter, the reaper, and it posts its
- * completions when it waits, with no interruption; submitters always hand
- * their entries over (uring_submit()).  Without them, COOP_TASKRUN (5.19)
- * still spares the IPI that interrupts the entering thread: nearly every
- * entry is the reaper's, which waits anyway, and a submitter that entered
- * into an idle ring and sleeps is still woken.  Together the flags are
- * worth 30-40 % of small-request IOPS here (docs/performance.md).  Called
- * by the reaper; older kernels reject the newer flags. */
-static int setup_ring(struct io_uring *ring, bool *single)
+/* COOP_TASKRUN: the kernel posts a completion through task work on the
+ * thread that entered the request, and by default interrupts that thread
+ * with an IPI to run it.  Nearly every entry is the reaper's, which runs
+ * its task work as it waits anyway; a submitter that entered into an idle
+ * ring and sleeps is still woken; only one busy in user space runs it at
+ * its next kernel entry or tick.  The IPIs cost 5 % of the callback
+ * pattern's IOPS and 18 % of the submitting thread's (docs/performance.md).
+ * Kernels before 5.19 know no COOP_TASKRUN, before 5.18 no SUBMIT_ALL. */
+static int setup_ring(struct io_uring *ring)
 {
 	static const unsigned int flags[] = {
-		IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
-			IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
 		IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
 		IORING_SETUP_SUBMIT_ALL,
 		0,
@@ -510,7 +477,6 @@ static int setup_ring(struct io_uring *ring, bool *single)
 		};
 
 		ret = io_uring_queue_init_params(SQ_ENTRIES, ring, &p);
-		*single = i == 0;
 		if (ret != -EINVAL)
 			break;
 	}
@@ -531,6 +497,12 @@ struct dmi_backend *dmi_uring_create(struct dm_io_client *client, int *err)
 		*err = -ENOMEM;
 		return NULL;
 	}
+	ret = setup_ring(&u->ring);
+	if (ret) {
+		free(u);
+		*err = ret;
+		return NULL;
+	}
 	u->be.ops = &uring_ops;
 	u->be.client = client;
 	dmi_cq_init(&u->pending);
@@ -544,17 +516,9 @@ struct dmi_backend *dmi_uring_create(struct dm_io_client *client, int *err)
 	if (!ret)
 		ret = -pthread_mutex_init(&u->helpers_lock, NULL);
 	if (!ret)
-		ret = sem_init(&u->started, 0, 0) ? -errno : 0;
-	if (!ret)
 		ret = -pthread_create(&u->thread, NULL, reaper, u);
-	if (!ret) {
-		while (sem_wait(&u->started) && errno == EINTR)
-			;
-		ret = u->start_err;
-		if (ret)
-			pthread_join(u->thread, NULL);
-	}
 	if (ret) {
+		io_uring_queue_exit(&u->ring);
 		if (u->kick_fd >= 0)
 			close(u->kick_fd);
 		free(u);
